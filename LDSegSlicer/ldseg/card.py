@@ -1,0 +1,228 @@
+"""The model card: the JSON document that describes a model package.
+
+Everything that differs between models lives here rather than in code: network widths, the model
+grid, the labels with their names, colors and SNOMED CT codes, the intensity normalisation, the
+diffusion schedule, how the model was trained and what it measured, and the SHA-256 of its weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import LDSegError
+
+CARD_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Code:
+    """A coded concept (DICOM code sequence item), e.g. SCT 71341001 "Bone structure of femur"."""
+
+    scheme: str
+    code: str
+    meaning: str
+
+
+@dataclass(frozen=True)
+class Label:
+    """One segmented structure: label value in the label map, display name, color and codes."""
+
+    value: int
+    name: str
+    color: tuple[float, float, float]  # RGB in [0, 1]
+    category: Code
+    type: Code
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Sizes of the four LDSeg networks (see ldseg-method.md, "The four networks").
+
+    Every encoder stage after the first halves the grid, so the latent grid is the model grid
+    divided by 2 ** (len(label_encoder_channels) - 1).
+    """
+
+    label_encoder_channels: tuple[int, ...] = (16, 32, 64, 64, 32)
+    image_encoder_channels: tuple[int, ...] = (16, 32, 64, 64, 32)
+    label_decoder_channels: tuple[int, ...] = (32, 64, 64, 32)
+    denoiser_channels: tuple[int, ...] = (16, 32, 64)
+    denoiser_attention_levels: tuple[bool, ...] = (False, True, True)
+    denoiser_res_blocks: int = 2
+    denoiser_norm_groups: int = 4
+    encoder_groups: int = 4
+    dropout: float = 0.2
+
+    @property
+    def downsampling_factor(self) -> int:
+        return 2 ** (len(self.label_encoder_channels) - 1)
+
+
+@dataclass(frozen=True)
+class Diffusion:
+    """Noise schedule and sampling defaults.
+
+    denoised_latent says how the training step turns the predicted noise into the latent that the
+    decoder sees: "x0" is the textbook estimate (z_lt - sqrt(1 - abar_t) z_nt) / sqrt(abar_t);
+    "difference" is the reference code's z_lt - z_nt.
+    """
+
+    train_timesteps: int = 1000
+    schedule: str = "cosine"
+    denoised_latent: str = "x0"
+    default_steps: int = 2
+    default_samples: int = 8
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Per-volume robust intensity normalisation: percentiles mapped to [0, 1], then clipped."""
+
+    lower_percentile: float = 0.5
+    upper_percentile: float = 99.5
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str
+    version: str
+    description: str
+    labels: tuple[Label, ...]
+    model_grid: tuple[int, int, int]  # (D, H, W) = numpy (z, y, x) order
+    architecture: Architecture = field(default_factory=Architecture)
+    diffusion: Diffusion = field(default_factory=Diffusion)
+    normalization: Normalization = field(default_factory=Normalization)
+    weights_file: str = "model.safetensors"
+    weights_sha256: str = ""
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    format_version: int = CARD_FORMAT_VERSION
+
+    @property
+    def num_classes(self) -> int:
+        """Background plus one class per label."""
+        return len(self.labels) + 1
+
+    @property
+    def latent_grid(self) -> tuple[int, int, int]:
+        factor = self.architecture.downsampling_factor
+        return tuple(size // factor for size in self.model_grid)  # type: ignore[return-value]
+
+    def label_by_value(self, value: int) -> Label:
+        for label in self.labels:
+            if label.value == value:
+                return label
+        raise KeyError(value)
+
+    # --- JSON -----------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "model card") -> ModelCard:
+        """Builds a card from parsed JSON, refusing unknown keys and wrong types with a clear message."""
+        try:
+            card = _build(cls, data, source)
+        except (TypeError, ValueError, KeyError) as error:
+            raise LDSegError(f"{source} is not a valid LDSeg model card: {error}") from None
+        card._validate(source)
+        return card
+
+    @classmethod
+    def load(cls, path: str | Path) -> ModelCard:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise LDSegError(f"Model card {path} does not exist.") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise LDSegError(f"Model card {path} cannot be read as JSON ({error}).") from None
+        return cls.from_dict(data, source=f"Model card {path}")
+
+    def _validate(self, source: str) -> None:
+        problems = []
+        if self.format_version != CARD_FORMAT_VERSION:
+            problems.append(f"format_version {self.format_version} (this LDSeg reads {CARD_FORMAT_VERSION})")
+        if len(self.model_grid) != 3 or any(size <= 0 for size in self.model_grid):
+            problems.append(f"model_grid {self.model_grid} is not three positive sizes")
+        factor = self.architecture.downsampling_factor
+        if any(size % factor for size in self.model_grid):
+            problems.append(f"model_grid {self.model_grid} is not divisible by the encoders' factor {factor}")
+        arch = self.architecture
+        if len(arch.image_encoder_channels) != len(arch.label_encoder_channels):
+            problems.append("image and label encoders must downsample the same number of times")
+        if len(arch.label_decoder_channels) != len(arch.label_encoder_channels) - 1:
+            problems.append("label_decoder_channels needs one entry per encoder downsampling")
+        if len(arch.denoiser_attention_levels) != len(arch.denoiser_channels):
+            problems.append("denoiser_attention_levels needs one entry per denoiser level")
+        values = [label.value for label in self.labels]
+        if not self.labels or sorted(values) != list(range(1, len(values) + 1)):
+            problems.append(f"label values {values} must be 1..N")
+        if self.diffusion.denoised_latent not in ("x0", "difference"):
+            problems.append(f"diffusion.denoised_latent {self.diffusion.denoised_latent!r} is not 'x0' or 'difference'")
+        if self.diffusion.schedule != "cosine":
+            problems.append(f"diffusion.schedule {self.diffusion.schedule!r} is not 'cosine'")
+        if problems:
+            raise LDSegError(f"{source} is not a valid LDSeg model card: " + "; ".join(problems) + ".")
+
+
+def _build(kind: Any, data: Any, where: str) -> Any:
+    """Recursively builds the (frozen) dataclass `kind` from plain JSON data."""
+    if not isinstance(data, dict):
+        raise TypeError(f"{where} must be a JSON object")
+    fields = {f.name: f for f in dataclasses.fields(kind)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise KeyError(f"unknown key(s) {', '.join(unknown)} in {where}")
+    values = {}
+    hints = {
+        Code: Code, Label: Label, Architecture: Architecture, Diffusion: Diffusion, Normalization: Normalization,
+    }
+    for name, value in data.items():
+        declared = str(fields[name].type)
+        nested = next((cls for cls in hints if declared == cls.__name__), None)
+        if nested is not None:
+            values[name] = _build(nested, value, f"{where}.{name}")
+        elif name == "labels":
+            if not isinstance(value, list):
+                raise TypeError(f"{where}.labels must be a list")
+            values[name] = tuple(_build(Label, item, f"{where}.labels[{i}]") for i, item in enumerate(value))
+        else:
+            values[name] = _coerce(declared, value, f"{where}.{name}")
+    return kind(**values)
+
+
+def _coerce(declared: str, value: Any, where: str) -> Any:
+    """Checks a JSON scalar or list against the field's declared type (as written in this module)."""
+    if declared.startswith("tuple["):
+        if not isinstance(value, list):
+            raise TypeError(f"{where} must be a list")
+        element = declared[len("tuple["):].split(",")[0].strip().rstrip("]")
+        return tuple(_coerce(element, item, where) for item in value)
+    checks = {"int": int, "float": (int, float), "str": str, "bool": bool}
+    if declared in checks:
+        expected = checks[declared]
+        if isinstance(value, bool) and declared != "bool" or not isinstance(value, expected):
+            raise TypeError(f"{where} must be of type {declared}, not {type(value).__name__}")
+        return float(value) if declared == "float" else value
+    if declared.startswith("dict"):
+        if not isinstance(value, dict):
+            raise TypeError(f"{where} must be a JSON object")
+        return value
+    raise TypeError(f"{where}: unsupported field type {declared}")
+
+
+def knee_labels() -> tuple[Label, ...]:
+    """Femur and tibia with SNOMED CT codes (category "Anatomical Structure", as in Slicer)."""
+    anatomical = Code("SCT", "123037004", "Anatomical Structure")
+    return (
+        Label(1, "Femur", (0.93, 0.82, 0.62), anatomical, Code("SCT", "71341001", "Bone structure of femur")),
+        Label(2, "Tibia", (0.45, 0.67, 0.86), anatomical, Code("SCT", "12611008", "Bone structure of tibia")),
+    )
