@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LDSegError
+from .schema import from_plain
 
 CARD_FORMAT_VERSION = 1
+CARD_FILE = "model-card.json"  # the card's name inside a model package folder
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,7 @@ class ModelCard:
     def from_dict(cls, data: dict[str, Any], source: str = "model card") -> ModelCard:
         """Builds a card from parsed JSON, refusing unknown keys and wrong types with a clear message."""
         try:
-            card = _build(cls, data, source)
+            card = from_plain(cls, data, source)
         except (TypeError, ValueError, KeyError) as error:
             raise LDSegError(f"{source} is not a valid LDSeg model card: {error}") from None
         card._validate(source)
@@ -171,52 +173,6 @@ class ModelCard:
             problems.append(f"diffusion.schedule {self.diffusion.schedule!r} is not 'cosine'")
         if problems:
             raise LDSegError(f"{source} is not a valid LDSeg model card: " + "; ".join(problems) + ".")
-
-
-def _build(kind: Any, data: Any, where: str) -> Any:
-    """Recursively builds the (frozen) dataclass `kind` from plain JSON data."""
-    if not isinstance(data, dict):
-        raise TypeError(f"{where} must be a JSON object")
-    fields = {f.name: f for f in dataclasses.fields(kind)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise KeyError(f"unknown key(s) {', '.join(unknown)} in {where}")
-    values = {}
-    hints = {
-        Code: Code, Label: Label, Architecture: Architecture, Diffusion: Diffusion, Normalization: Normalization,
-    }
-    for name, value in data.items():
-        declared = str(fields[name].type)
-        nested = next((cls for cls in hints if declared == cls.__name__), None)
-        if nested is not None:
-            values[name] = _build(nested, value, f"{where}.{name}")
-        elif name == "labels":
-            if not isinstance(value, list):
-                raise TypeError(f"{where}.labels must be a list")
-            values[name] = tuple(_build(Label, item, f"{where}.labels[{i}]") for i, item in enumerate(value))
-        else:
-            values[name] = _coerce(declared, value, f"{where}.{name}")
-    return kind(**values)
-
-
-def _coerce(declared: str, value: Any, where: str) -> Any:
-    """Checks a JSON scalar or list against the field's declared type (as written in this module)."""
-    if declared.startswith("tuple["):
-        if not isinstance(value, list):
-            raise TypeError(f"{where} must be a list")
-        element = declared[len("tuple["):].split(",")[0].strip().rstrip("]")
-        return tuple(_coerce(element, item, where) for item in value)
-    checks = {"int": int, "float": (int, float), "str": str, "bool": bool}
-    if declared in checks:
-        expected = checks[declared]
-        if isinstance(value, bool) and declared != "bool" or not isinstance(value, expected):
-            raise TypeError(f"{where} must be of type {declared}, not {type(value).__name__}")
-        return float(value) if declared == "float" else value
-    if declared.startswith("dict"):
-        if not isinstance(value, dict):
-            raise TypeError(f"{where} must be a JSON object")
-        return value
-    raise TypeError(f"{where}: unsupported field type {declared}")
 
 
 def knee_labels() -> tuple[Label, ...]:

@@ -1,0 +1,72 @@
+"""Standard terminology (SNOMED CT) for the segments, in the form Slicer stores in a segment tag.
+
+Slicer's bundled terminologies lack the tibia, so the extension ships its own context
+(Resources/Terminology/ldseg-knee.term.json); the entries written here name that context so that
+Slicer's terminology selector finds them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+
+from .paths import terminology_file
+
+
+@dataclass(frozen=True)
+class Code:
+    """A coded concept, e.g. SCT 71341001 "Bone structure of femur"."""
+
+    scheme: str
+    code: str
+    meaning: str
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Code:
+        return cls(str(data["scheme"]), str(data["code"]), str(data["meaning"]))
+
+    def serialized(self) -> str:
+        return f"{self.scheme}^{self.code}^{self.meaning}"
+
+
+@lru_cache(maxsize=1)
+def context_name() -> str:
+    """The SegmentationCategoryTypeContextName of the shipped terminology file."""
+    data = json.loads(terminology_file().read_text(encoding="utf-8"))
+    return data["SegmentationCategoryTypeContextName"]
+
+
+ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"  # Slicer's default region context
+KNEE = Code("SCT", "72696002", "Knee")
+
+
+def terminology_entry(category: Code, type_: Code, region: Code | None = KNEE) -> str:
+    """Slicer's serialized terminology entry (the value of vtkSegment.GetTerminologyEntryTagName()).
+
+    Layout: context~category~type~type modifier~anatomic context~anatomic region~region modifier;
+    the same fields the engine writes into the .seg.nrrd.
+    """
+    region_text = region.serialized() if region else "^^"
+    return f"{context_name()}~{category.serialized()}~{type_.serialized()}~^^~{ANATOMIC_CONTEXT}~{region_text}~^^"
+
+
+def parse_terminology_entry(entry: str) -> tuple[Code, Code]:
+    """Category and type codes of a serialized entry (the inverse of terminology_entry)."""
+    parts = entry.split("~")
+    if len(parts) < 3:
+        raise ValueError(f"Not a Slicer terminology entry: {entry!r}")
+    category, type_ = (Code(*part.split("^", 2)) for part in parts[1:3])
+    return category, type_
+
+
+def load_terminology(terminologies_logic) -> str:
+    """Makes the shipped terminology known to Slicer's Terminologies logic (once); returns its name."""
+    import vtk
+
+    loaded = vtk.vtkStringArray()
+    terminologies_logic.GetLoadedTerminologyNames(loaded)
+    names = {loaded.GetValue(index) for index in range(loaded.GetNumberOfValues())}
+    if context_name() not in names and not terminologies_logic.LoadTerminologyFromFile(str(terminology_file())):
+        raise RuntimeError(f"Slicer could not load the LDSeg terminology file {terminology_file()}.")
+    return context_name()

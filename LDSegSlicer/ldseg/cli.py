@@ -1,0 +1,250 @@
+"""The `ldseg` command line: segment, train, evaluate, models.
+
+User errors (LDSegError) print one line and exit with status 1; a cancelled run (Ctrl+C or
+SIGTERM, as the Slicer panel sends) exits with 130 and leaves no output files.
+With `--progress jsonl`, `segment` prints machine-readable JSON lines on stdout for the Slicer panel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .errors import CancelledError, LDSegError
+
+EXIT_ERROR, EXIT_CANCELLED = 1, 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .fusion import FUSION_METHODS
+    from .inference import DEVICES, MAX_SAMPLES
+    from .store import DEFAULT_MODEL
+    from .uncertainty import UNCERTAINTY_MEASURES
+
+    parser = argparse.ArgumentParser(prog="ldseg", description="LDSeg latent-diffusion segmentation of knee MRI.")
+    parser.add_argument("--version", action="version", version=f"ldseg {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    segment = commands.add_parser("segment", help="segment a volume: fused labels, uncertainty, summary, QC picture")
+    source = segment.add_mutually_exclusive_group(required=True)
+    source.add_argument("input", nargs="?", help="NIfTI, NRRD or MHA file, or a DICOM series folder")
+    source.add_argument("--sample", action="store_true", help="segment the public sample knee case (fetched once)")
+    segment.add_argument("-o", "--output", required=True, type=Path, help="output folder")
+    segment.add_argument("--model", default=DEFAULT_MODEL, help=f"model name or folder (default {DEFAULT_MODEL})")
+    segment.add_argument("--samples", type=int, help=f"posterior samples N, 1..{MAX_SAMPLES} (default: model card, 8)")
+    segment.add_argument("--steps", type=int, help="DDIM steps k (default: model card, 2)")
+    segment.add_argument("--fusion", default="mean", choices=FUSION_METHODS)
+    segment.add_argument("--uncertainty", default="entropy", choices=UNCERTAINTY_MEASURES)
+    segment.add_argument("--device", default="auto", choices=DEVICES)
+    segment.add_argument("--seed", type=int, default=0, help="seed of the noise draws (default 0)")
+    segment.add_argument("--chunk-size", type=int, default=8, help="samples per batch (halved on GPU out-of-memory)")
+    segment.add_argument("--save-samples", action="store_true", help="also write each sample as .seg.nrrd")
+    segment.add_argument("--progress", default="bar", choices=("bar", "jsonl", "none"))
+    segment.add_argument("--series-uid", help="DICOM SeriesInstanceUID when the folder holds several series")
+    segment.add_argument("--dicom-seg", action="store_true", help="also write a DICOM SEG (DICOM input only)")
+    segment.add_argument("--dicom-probability", action="store_true", help="also write a FRACTIONAL probability SEG")
+    segment.add_argument("--dicom-uncertainty", action="store_true", help="also write the uncertainty as a Parametric Map")
+
+    train = commands.add_parser("train", help="train an LDSeg model from a YAML or TOML config")
+    train.add_argument("config", type=Path)
+
+    evaluate = commands.add_parser("evaluate", help="Dice, HD95, ASSD, uncertainty quality and robustness")
+    evaluate.add_argument("model", help="model name or folder")
+    evaluate.add_argument("data_dir", type=Path, help="folder with images/ and labels/")
+    evaluate.add_argument("-o", "--output", type=Path, default=Path("evaluation"), help="folder for JSON and Markdown")
+    evaluate.add_argument("--cases", nargs="*", default=(), help="case names (default: all)")
+    evaluate.add_argument("--samples", type=int, default=8)
+    evaluate.add_argument("--steps", type=int, default=2)
+    evaluate.add_argument("--noise", type=float, nargs="*", default=(0.05, 0.10, 0.20),
+                          help="Gaussian noise sigmas added to the [0, 1]-scaled image")
+    evaluate.add_argument("--device", default="auto", choices=DEVICES)
+
+    models = commands.add_parser("models", help="list installed models or import one")
+    models_commands = models.add_subparsers(dest="models_command", required=True)
+    models_commands.add_parser("list", help="models bundled and in the user cache")
+    imported = models_commands.add_parser("import", help="import a model folder, .zip or URL into the user cache")
+    imported.add_argument("source")
+    imported.add_argument("--sha256", help="required for URLs")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    jsonl = getattr(args, "progress", None) == "jsonl"
+    cancel = _CancelFlag()
+    try:
+        if args.command == "segment":
+            return run_segment(args, cancel)
+        if args.command == "train":
+            from .training import TrainConfig, Trainer
+
+            card = Trainer(TrainConfig.load(args.config)).run()
+            print(f"Model package written: {card.name} {card.version}, weights SHA-256 {card.weights_sha256}")
+        elif args.command == "evaluate":
+            from .evaluation import run_evaluation
+
+            run_evaluation(args)
+        elif args.command == "models":
+            return run_models(args)
+        return 0
+    except CancelledError as error:
+        _report_error(str(error), jsonl, "cancelled")
+        return EXIT_CANCELLED
+    except LDSegError as error:
+        _report_error(str(error), jsonl, "error")
+        return EXIT_ERROR
+
+
+def run_segment(args: argparse.Namespace, cancel: _CancelFlag) -> int:
+    import SimpleITK as sitk
+
+    from .imageio import case_name, ensure_writable_directory, read_image
+    from .inference import Segmenter, SegmentSettings, select_device
+    from .outputs import write_outputs
+    from .package import load_package
+    from .sample_data import sample_case
+    from .store import resolve_model
+
+    output = ensure_writable_directory(args.output)
+    input_path = sample_case() if args.sample else Path(args.input)
+    name = case_name(input_path)
+    dicom_series = None
+    if input_path.is_dir():
+        from .dicom_input import read_dicom_series
+
+        dicom_series = read_dicom_series(input_path, args.series_uid)
+        image = sitk.Cast(dicom_series.image, sitk.sitkFloat32)
+    else:
+        if args.dicom_seg or args.dicom_probability or args.dicom_uncertainty:
+            raise LDSegError("DICOM SEG export needs a DICOM series as input (a folder), not an image file.")
+        image = read_image(input_path)
+
+    device = select_device(args.device)
+    package = load_package(resolve_model(args.model), device)
+    card = package.card
+    settings = SegmentSettings(
+        samples=args.samples if args.samples is not None else card.diffusion.default_samples,
+        steps=args.steps if args.steps is not None else card.diffusion.default_steps,
+        fusion=args.fusion, uncertainty=args.uncertainty, seed=args.seed, chunk_size=args.chunk_size,
+        keep_samples=args.save_samples,
+    )
+    progress = _JsonlProgress() if args.progress == "jsonl" else _BarProgress() if args.progress == "bar" else None
+    started = time.perf_counter()
+    try:
+        result = Segmenter(package, device).segment(image, settings, progress, cancel, name=input_path.name)
+    finally:
+        if isinstance(progress, _BarProgress):
+            progress.close()
+    _emit(progress, "Writing results", 1.0)
+    dicom_files = _dicom_writers(args, result, dicom_series, name) if dicom_series is not None else {}
+    files = write_outputs(result, image, output, name, {"input": str(input_path)}, dicom_files)
+    seconds = time.perf_counter() - started
+    summary_path = output / files["summary"]
+    if args.progress == "jsonl":
+        print(json.dumps({"event": "done", "summary": str(summary_path), "seconds": round(seconds, 2)}), flush=True)
+    elif args.progress == "bar":
+        _print_result(result, output, files, seconds)
+    return 0
+
+
+def _dicom_writers(args, result, series, name: str) -> dict:
+    """DICOM outputs asked for on the command line, as (file name, writer) for write_outputs."""
+    from . import dicom_seg
+
+    writers = {}
+    if args.dicom_seg:
+        writers["dicom_seg"] = (
+            f"{name}-seg.dcm", lambda path: dicom_seg.write_dicom_seg(result.labels, series, result.card, path)
+        )
+    if args.dicom_probability:
+        writers["dicom_probability"] = (
+            f"{name}-probability-seg.dcm",
+            lambda path: dicom_seg.write_probability_seg(result.mean_probability, series, result.card, path),
+        )
+    if args.dicom_uncertainty:
+        writers["dicom_uncertainty"] = (
+            f"{name}-uncertainty-pm.dcm",
+            lambda path: dicom_seg.write_uncertainty_parametric_map(
+                result.uncertainty, series, result.card, result.settings.uncertainty, path
+            ),
+        )
+    return writers
+
+
+def run_models(args: argparse.Namespace) -> int:
+    from .store import import_model, list_models
+
+    if args.models_command == "list":
+        for model in list_models():
+            print(f"{model.name}\t{model.version}\t{model.source}\t{model.directory}")
+    else:
+        model = import_model(args.source, args.sha256)
+        print(f"Imported {model.name} {model.version} into {model.directory}")
+    return 0
+
+
+def _print_result(result, output: Path, files: dict[str, str], seconds: float) -> None:
+    print(f"LDSeg {result.card.name} {result.card.version} on {result.device}: "
+          f"{result.settings.samples} samples, {result.settings.steps} DDIM steps, {seconds:.1f} s")
+    for structure, figures in result.structures.items():
+        print(f"  {structure}: {figures['volume_ml']:.1f} mL, mean {result.settings.uncertainty} "
+              f"{figures['mean_uncertainty']:.3f}, sample agreement (mean pairwise Dice) {figures['mean_pairwise_dice']:.3f}")
+    for kind, file in files.items():
+        print(f"  {kind}: {output / file}")
+
+
+class _CancelFlag:
+    """Set by SIGINT/SIGTERM; the segmenter checks it at every progress report."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        for signal_number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signal_number, self._request)
+
+    def _request(self, _signal_number, _frame) -> None:
+        self.requested = True
+
+    def __call__(self) -> bool:
+        return self.requested
+
+
+class _JsonlProgress:
+    def __call__(self, stage: str, fraction: float) -> None:
+        print(json.dumps({"event": "progress", "stage": stage, "fraction": round(fraction, 4)}), flush=True)
+
+
+class _BarProgress:
+    """A terminal progress bar with the current stage, on stderr."""
+
+    def __init__(self) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=100, unit="%", file=sys.stderr, bar_format="{desc:<22}|{bar}| {n:.0f}% [{elapsed}]")
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        self.bar.set_description_str(stage)
+        self.bar.n = fraction * 100
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _emit(progress, stage: str, fraction: float) -> None:
+    if isinstance(progress, _JsonlProgress):
+        progress(stage, fraction)
+
+
+def _report_error(message: str, jsonl: bool, event: str) -> None:
+    if jsonl:
+        print(json.dumps({"event": event, "message": message}), flush=True)
+    print(f"ldseg: {message}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""Downloads checked by SHA-256 before they are used or kept (model packages, the sample case)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from .errors import LDSegError
+
+
+def download_verified(url: str, sha256: str, destination: Path) -> Path:
+    """Fetches `url` into `destination` only if its SHA-256 matches; nothing is kept otherwise.
+
+    file:// URLs work too (offline installs and tests). Proxies come from the usual *_proxy variables.
+    """
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    handle, temporary_name = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.")
+    temporary = Path(temporary_name)
+    try:
+        with os.fdopen(handle, "wb") as output, urllib.request.urlopen(url, timeout=60) as response:
+            for block in iter(lambda: response.read(1 << 20), b""):
+                digest.update(block)
+                output.write(block)
+        if digest.hexdigest() != sha256.lower():
+            raise LDSegError(
+                f"The file downloaded from {url} has SHA-256 {digest.hexdigest()[:12]}..., expected {sha256[:12]}...; "
+                "it was discarded. Try again, or download it by hand and check it."
+            )
+        os.replace(temporary, destination)
+    except (urllib.error.URLError, OSError) as error:
+        raise LDSegError(f"Cannot download {url} ({error}); check the network or proxy settings.") from None
+    finally:
+        temporary.unlink(missing_ok=True)
+    return destination

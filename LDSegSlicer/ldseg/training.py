@@ -1,0 +1,403 @@
+"""`ldseg train CONFIG`: end-to-end LDSeg training (ldseg-method.md, "Noise schedule and training step").
+
+One step: z_l0 = label_enc(y); z_i = image_enc(X); t ~ U{0..T-1}; eps ~ N(0, I);
+z_lt = sqrt(abar_t) z_l0 + sqrt(1 - abar_t) eps; z_nt = denoiser(z_lt, z_i, t);
+z_dn = renormalise(denoised latent); y_hat = label_dec(z_dn);
+loss = CE(y, y_hat) + 2 (1 - Dice(y, y_hat)) + lambda MSE(eps, z_nt). Gradients reach all four networks.
+
+Every step draws its randomness from (seed, step), so a run resumed from a checkpoint continues
+exactly as the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from monai.losses import DiceCELoss
+from monai.transforms import (
+    Compose,
+    Rand3DElasticd,
+    RandAdjustContrastd,
+    RandAffined,
+    RandBiasFieldd,
+    RandFlipd,
+    RandGaussianNoised,
+    RandScaleIntensityd,
+)
+
+from .card import Architecture, Diffusion, ModelCard, Normalization, knee_labels
+from .data import Case, find_cases, read_case
+from .errors import LDSegError
+from .networks import LDSegNetwork
+from .package import save_package
+from .posterior import draw_samples, initial_noise
+from .preprocess import AxisOrientation, image_to_model_grid, labels_to_model_grid, normalise_intensity
+from .sampler import add_noise, cosine_alphas_cumprod, denoised_latent, renormalise
+from .schema import from_plain
+
+CHECKPOINT_FILE = "checkpoint.pt"
+LOG_FILE = "train-log.jsonl"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The model-card fields that a training run chooses (labels are the knee bones)."""
+
+    name: str = "knee-bones"
+    version: str = "0.1.0"
+    description: str = "LDSeg latent-diffusion segmentation of femur and tibia bones on knee MRI."
+    model_grid: tuple[int, int, int] = (48, 48, 96)
+    architecture: Architecture = field(default_factory=Architecture)
+    diffusion: Diffusion = field(default_factory=Diffusion)
+    normalization: Normalization = field(default_factory=Normalization)
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Random transforms on the model grid (MONAI), plus noise added to the [0, 1]-scaled native image.
+
+    The native noise mimics how robustness is evaluated (Gaussian noise on the min-max scaled input
+    before any preprocessing), which grid-level noise alone does not: downsampling smooths it.
+    """
+
+    flip_axes: tuple[int, ...] = (0,)  # left-right only: flipping other axes swaps femur and tibia
+    flip_probability: float = 0.5
+    affine_probability: float = 0.7
+    rotate_radians: float = 0.15
+    scale_fraction: float = 0.1
+    translate_voxels: float = 3.0
+    elastic_probability: float = 0.1
+    bias_field_probability: float = 0.3
+    contrast_probability: float = 0.3
+    intensity_scale_probability: float = 0.3
+    grid_noise_probability: float = 0.3
+    grid_noise_std: float = 0.05
+    native_noise_probability: float = 0.25
+    native_noise_max_sigma: float = 0.25
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data_dir: str
+    output_dir: str
+    steps: int
+    train_cases: tuple[str, ...] = ()
+    validation_cases: tuple[str, ...] = ()
+    model: ModelSpec = field(default_factory=ModelSpec)
+    augmentation: Augmentation = field(default_factory=Augmentation)
+    batch_size: int = 2
+    learning_rate: float = 1e-3
+    ema_decay: float = 0.995
+    dice_loss_weight: float = 2.0
+    noise_loss_weight: float = 1.0
+    seed: int = 0
+    checkpoint_every: int = 50
+    validate_every: int = 100
+    validation_samples: int = 4
+    threads: int = 0  # 0: torch's default
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        """Reads a YAML or TOML config, refusing unknown keys and wrong types; relative paths are
+        taken from the config file's folder."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+            if path.suffix.lower() == ".toml":
+                import tomllib
+
+                data = tomllib.loads(text)
+            else:
+                import yaml
+
+                data = yaml.safe_load(text)
+        except FileNotFoundError:
+            raise LDSegError(f"Training config {path} does not exist.") from None
+        except Exception as error:  # parser errors of either format
+            raise LDSegError(f"Training config {path} cannot be parsed: {error}") from None
+        try:
+            config = from_plain(cls, data, "config")
+        except (TypeError, KeyError) as error:
+            raise LDSegError(f"Training config {path}: {str(error).strip(chr(39))}.") from None
+        base = path.resolve().parent
+        return dataclasses.replace(
+            config, data_dir=str(base / config.data_dir), output_dir=str(base / config.output_dir)
+        )
+
+    def card(self) -> ModelCard:
+        spec = self.model
+        return ModelCard(
+            name=spec.name, version=spec.version, description=spec.description, labels=knee_labels(),
+            model_grid=spec.model_grid, architecture=spec.architecture, diffusion=spec.diffusion,
+            normalization=spec.normalization,
+        )
+
+
+@dataclass
+class TrainingCase:
+    """A case held in memory: the [0, 1]-scaled native image (for native noise) and grid tensors."""
+
+    name: str
+    unit_image: np.ndarray  # canonical orientation, min-max scaled to [0, 1]
+    image: torch.Tensor  # (1, D, H, W) normalised, model grid
+    labels: torch.Tensor  # (1, D, H, W) long, model grid
+
+
+def min_max_scale(array: np.ndarray) -> np.ndarray:
+    """[0, 1] scaling used by the paper's noise experiments."""
+    low, high = float(array.min()), float(array.max())
+    return ((array - low) / max(high - low, 1e-6)).astype(np.float32)
+
+
+def load_training_case(case: Case, card: ModelCard) -> TrainingCase:
+    image, labels = read_case(case, card.num_classes)
+    orientation = AxisOrientation.of(image)
+    unit = min_max_scale(orientation.to_canonical(sitk.GetArrayFromImage(image)))
+    label_array = orientation.to_canonical(sitk.GetArrayFromImage(labels))
+    return TrainingCase(
+        case.name, unit, grid_image(unit, card), labels_to_model_grid(torch.from_numpy(label_array), card)[None]
+    )
+
+
+def grid_image(unit_image: np.ndarray, card: ModelCard) -> torch.Tensor:
+    return image_to_model_grid(torch.from_numpy(normalise_intensity(unit_image, card.normalization))[None], card)
+
+
+def augmentation_pipeline(aug: Augmentation) -> Compose:
+    keys = ("image", "labels")
+    transforms = [
+        RandFlipd(keys, prob=aug.flip_probability, spatial_axis=axis) for axis in aug.flip_axes
+    ]
+    transforms += [
+        RandAffined(
+            keys, prob=aug.affine_probability, rotate_range=(aug.rotate_radians,) * 3,
+            scale_range=(aug.scale_fraction,) * 3, translate_range=(aug.translate_voxels,) * 3,
+            mode=("bilinear", "nearest"), padding_mode="border",
+        ),
+        Rand3DElasticd(
+            keys, sigma_range=(5, 8), magnitude_range=(20, 60), prob=aug.elastic_probability,
+            mode=("bilinear", "nearest"), padding_mode="border",
+        ),
+        RandBiasFieldd("image", prob=aug.bias_field_probability, coeff_range=(0.0, 0.2)),
+        RandAdjustContrastd("image", prob=aug.contrast_probability, gamma=(0.7, 1.5)),
+        RandScaleIntensityd("image", factors=0.2, prob=aug.intensity_scale_probability),
+        RandGaussianNoised("image", prob=aug.grid_noise_probability, std=aug.grid_noise_std),
+    ]
+    return Compose(transforms)
+
+
+class Trainer:
+    """Holds the networks, optimiser, EMA denoiser and data for one training run."""
+
+    def __init__(self, config: TrainConfig, log: Callable[[str], None] = print) -> None:
+        self.config, self.log = config, log
+        self.card = config.card()
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+        self.network = LDSegNetwork(self.card)
+        self.ema_denoiser = copy.deepcopy(self.network.denoiser).requires_grad_(False)
+        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=config.learning_rate)
+        self.alphas_cumprod = cosine_alphas_cumprod(self.card.diffusion.train_timesteps)
+        self.segmentation_loss = DiceCELoss(
+            to_onehot_y=True, softmax=True, lambda_dice=config.dice_loss_weight, lambda_ce=1.0
+        )
+        self.augment = augmentation_pipeline(config.augmentation)
+        all_cases = find_cases(config.data_dir)
+        train = find_cases(config.data_dir, config.train_cases) if config.train_cases else all_cases
+        self.train_cases = [load_training_case(case, self.card) for case in train]
+        self.validation_cases = [
+            load_training_case(case, self.card) for case in find_cases(config.data_dir, config.validation_cases)
+        ] if config.validation_cases else []
+        self.step = 0
+        self.output_dir = Path(config.output_dir)
+
+    # --- one step ---------------------------------------------------------------------------------
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The augmented batch of `step`, drawn from randomness seeded by (seed, step)."""
+        rng = np.random.default_rng([self.config.seed, step])
+        self.augment.set_random_state(seed=int(rng.integers(2**31)))
+        images, labels = [], []
+        aug = self.config.augmentation
+        for index in rng.integers(len(self.train_cases), size=self.config.batch_size):
+            case = self.train_cases[index]
+            image = case.image
+            if rng.random() < aug.native_noise_probability:
+                sigma = rng.uniform(0.0, aug.native_noise_max_sigma)
+                noisy = case.unit_image + rng.normal(0.0, sigma, case.unit_image.shape).astype(np.float32)
+                image = grid_image(noisy, self.card)
+            item = self.augment({"image": image, "labels": case.labels})
+            images.append(torch.as_tensor(item["image"]))
+            labels.append(torch.as_tensor(item["labels"]))
+        return torch.stack(images).float(), torch.stack(labels).round().long()
+
+    def train_step(self, step: int) -> dict[str, float]:
+        self.network.train()
+        torch.manual_seed(self.config.seed * 1_000_003 + step)
+        x, y = self.batch(step)
+        z_l0 = self.network.label_encoder(y.float())
+        z_i = self.network.image_encoder(x)
+        t = torch.randint(0, len(self.alphas_cumprod), (x.shape[0],))
+        eps = torch.randn_like(z_l0)
+        abar_t = self.alphas_cumprod[t]
+        z_lt = add_noise(z_l0, eps, abar_t)
+        z_nt = self.network.predict_noise(z_lt, z_i, t)
+        z_dn = renormalise(denoised_latent(z_lt, z_nt, abar_t, self.card.diffusion.denoised_latent))
+        y_hat = self.network.label_decoder(z_dn)
+        segmentation = self.segmentation_loss(y_hat, y)
+        noise = torch.nn.functional.mse_loss(z_nt, eps)
+        loss = segmentation + self.config.noise_loss_weight * noise
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self._update_ema()
+        return {"loss": loss.item(), "segmentation_loss": segmentation.item(), "noise_mse": noise.item()}
+
+    def _update_ema(self) -> None:
+        decay = self.config.ema_decay
+        with torch.no_grad():
+            for ema, live in zip(self.ema_denoiser.parameters(), self.network.denoiser.parameters()):
+                ema.lerp_(live, 1.0 - decay)
+            for ema, live in zip(self.ema_denoiser.buffers(), self.network.denoiser.buffers()):
+                ema.copy_(live)
+
+    # --- validation, checkpoints, export ----------------------------------------------------------
+
+    def inference_network(self) -> LDSegNetwork:
+        """The four networks with the EMA denoiser, in eval mode (what gets shipped)."""
+        network = copy.deepcopy(self.network).eval()
+        network.denoiser.load_state_dict(self.ema_denoiser.state_dict())
+        return network
+
+    def validate(self) -> dict[str, dict[str, float]]:
+        """Dice per case and structure on the model grid, fused mean probability of a few samples."""
+        network = self.inference_network()
+        diffusion = self.card.diffusion
+        results = {}
+        for case in self.validation_cases:
+            z_T = initial_noise(self.config.validation_samples, self.card.latent_grid, seed=0)
+            chunks = draw_samples(network, case.image[None], z_T, self.alphas_cumprod, diffusion.default_steps, 8)
+            fused = torch.cat(list(chunks)).mean(0).argmax(0)
+            results[case.name] = {
+                label.name: dice(fused == label.value, case.labels[0] == label.value) for label in self.card.labels
+            }
+        return results
+
+    def save_checkpoint(self) -> None:
+        state = {
+            "step": torch.tensor(self.step),
+            "architecture": json.dumps(dataclasses.asdict(self.card.architecture)),
+            "model_grid": torch.tensor(self.card.model_grid),
+            "network": self.network.state_dict(),
+            "ema_denoiser": self.ema_denoiser.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+        }
+        temporary = self.output_dir / f".{CHECKPOINT_FILE}.partial"
+        torch.save(state, temporary)
+        temporary.replace(self.output_dir / CHECKPOINT_FILE)
+
+    def resume(self) -> bool:
+        """Loads the last checkpoint of this output folder, if any (our own file, loaded weights_only)."""
+        path = self.output_dir / CHECKPOINT_FILE
+        if not path.exists():
+            return False
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise LDSegError(f"Checkpoint {path} cannot be read ({error}); delete it to start over.") from None
+        same = state.get("architecture") == json.dumps(dataclasses.asdict(self.card.architecture)) and tuple(
+            state["model_grid"].tolist()
+        ) == tuple(self.card.model_grid)
+        if not same:
+            raise LDSegError(
+                f"Checkpoint {path} was written for another architecture or model grid than this config; "
+                "use a new output_dir or the config that wrote it."
+            )
+        self.network.load_state_dict(state["network"])
+        self.ema_denoiser.load_state_dict(state["ema_denoiser"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        return True
+
+    def export(self, seconds: float) -> ModelCard:
+        card = dataclasses.replace(
+            self.card,
+            training={
+                "data": "knee-oai: OAI-derived knee MRI with femur/tibia labels (LDSeg public demo cases)",
+                "cases": [case.name for case in self.train_cases],
+                "validation_cases": [case.name for case in self.validation_cases],
+                "steps": self.step,
+                "batch_size": self.config.batch_size,
+                "learning_rate": self.config.learning_rate,
+                "ema_decay": self.config.ema_decay,
+                "seconds": round(seconds),
+                "hardware": hardware_description(),
+                "denoised_latent": self.card.diffusion.denoised_latent,
+            },
+        )
+        return save_package(self.inference_network(), card, self.output_dir / "model")
+
+    def run(self) -> ModelCard:
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.output_dir / LOG_FILE
+        if self.resume():
+            _truncate_log(log_path, self.step)
+            self.log(f"resumed from step {self.step}")
+        started = time.time()
+        previous_seconds = _logged_seconds(log_path)
+        with open(log_path, "a", encoding="utf-8") as log_file:
+            while self.step < self.config.steps:
+                losses = self.train_step(self.step)
+                self.step += 1
+                if not math.isfinite(losses["loss"]):
+                    raise LDSegError(f"Training diverged at step {self.step} (loss {losses['loss']}); lower the learning rate.")
+                record: dict = {"step": self.step, **losses, "seconds": round(previous_seconds + time.time() - started, 1)}
+                if self.validation_cases and (self.step % self.config.validate_every == 0 or self.step == self.config.steps):
+                    record["validation_dice"] = self.validate()
+                log_file.write(json.dumps(record) + "\n")
+                log_file.flush()
+                self.log(json.dumps(record))
+                if self.step % self.config.checkpoint_every == 0 or self.step == self.config.steps:
+                    self.save_checkpoint()
+        return self.export(previous_seconds + time.time() - started)
+
+
+def _truncate_log(log_path: Path, step: int) -> None:
+    """Drops log lines written after the checkpoint we resume from (they will be redone)."""
+    if log_path.exists():
+        lines = log_path.read_text(encoding="utf-8").splitlines()
+        kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+        log_path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+
+def _logged_seconds(log_path: Path) -> float:
+    """Training seconds already spent before a resume (from the last log line)."""
+    if not log_path.exists():
+        return 0.0
+    lines = log_path.read_text(encoding="utf-8").strip().splitlines()
+    return float(json.loads(lines[-1])["seconds"]) if lines else 0.0
+
+
+def dice(prediction: torch.Tensor, truth: torch.Tensor) -> float:
+    total = prediction.sum() + truth.sum()
+    return 1.0 if total == 0 else float(2 * (prediction & truth).sum() / total)
+
+
+def hardware_description() -> str:
+    import os
+    import platform
+
+    if torch.cuda.is_available():
+        return f"GPU {torch.cuda.get_device_name(0)}"
+    return f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"

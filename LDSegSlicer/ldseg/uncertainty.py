@@ -1,0 +1,129 @@
+"""Running statistics over N posterior samples, and the uncertainty maps derived from them.
+
+Definitions (p_s: class probabilities of sample s at a voxel, C classes, N samples,
+p_bar = (1/N) sum_s p_s, H(p) = -sum_c p_c log p_c in nats, n_c = samples whose argmax is c):
+
+| name | map | range | meaning |
+| --- | --- | --- | --- |
+| entropy (default) | H(p_bar) | [0, log C] | predictive entropy: total uncertainty |
+| mutual_information | H(p_bar) - (1/N) sum_s H(p_s) | [0, log C] | epistemic part: samples disagree |
+| disagreement | 1 - max_c n_c / N | [0, 1 - 1/C] | share of samples outvoting the majority |
+| variance | max_c (1/N) sum_s (p_s,c - p_bar_c)^2 | [0, 0.25] | largest per-class variance |
+
+All maps are zero where every sample gives the same one-hot prediction, and maximal where the
+samples split evenly between two classes with confident predictions.
+
+Per structure (label L, fused mask M): volume in mL; mean uncertainty inside M and on its boundary
+(voxels of M with a 6-neighbour outside M); mean pairwise Dice of the samples' L masks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import SimpleITK as sitk
+
+UNCERTAINTY_MEASURES = ("entropy", "mutual_information", "disagreement", "variance")
+
+
+def entropy(probabilities: np.ndarray) -> np.ndarray:
+    """H(p) over the class axis 0, in nats (0 log 0 = 0)."""
+    p = np.clip(probabilities, 1e-12, 1.0)
+    return -(probabilities * np.log(p)).sum(axis=0)
+
+
+class SampleStatistics:
+    """Accumulates samples one at a time, so N full-resolution probability maps never coexist."""
+
+    def __init__(self, num_classes: int, shape: tuple[int, ...]) -> None:
+        self.num_classes = num_classes
+        self.count = 0
+        self.sum_probability = np.zeros((num_classes, *shape), dtype=np.float32)
+        self.sum_squared_probability = np.zeros((num_classes, *shape), dtype=np.float32)
+        self.sum_entropy = np.zeros(shape, dtype=np.float32)
+        self.sample_labels: list[np.ndarray] = []
+
+    def add(self, probabilities: np.ndarray) -> None:
+        """Adds one sample's class probabilities (C, *shape)."""
+        self.count += 1
+        self.sum_probability += probabilities
+        self.sum_squared_probability += probabilities * probabilities
+        self.sum_entropy += entropy(probabilities)
+        self.sample_labels.append(probabilities.argmax(axis=0).astype(np.uint8))
+
+    @property
+    def mean_probability(self) -> np.ndarray:
+        return self.sum_probability / self.count
+
+    def vote_counts(self) -> np.ndarray:
+        """n_c: how many samples chose each class, (C, *shape) uint16."""
+        counts = np.zeros((self.num_classes, *self.sum_entropy.shape), dtype=np.uint16)
+        for labels in self.sample_labels:
+            for value in range(self.num_classes):
+                counts[value] += labels == value
+        return counts
+
+    def uncertainty(self, measure: str) -> np.ndarray:
+        """The uncertainty map named `measure` (see the table above), float32."""
+        if measure == "entropy":
+            result = entropy(self.mean_probability)
+        elif measure == "mutual_information":
+            result = np.maximum(entropy(self.mean_probability) - self.sum_entropy / self.count, 0.0)
+        elif measure == "disagreement":
+            result = 1.0 - self.vote_counts().max(axis=0) / self.count
+        elif measure == "variance":
+            mean = self.mean_probability
+            result = np.maximum(self.sum_squared_probability / self.count - mean * mean, 0.0).max(axis=0)
+        else:
+            raise ValueError(f"unknown uncertainty measure {measure!r}; choose one of {', '.join(UNCERTAINTY_MEASURES)}")
+        return result.astype(np.float32)
+
+
+def uncertainty_range(measure: str, num_classes: int) -> tuple[float, float]:
+    """The theoretical range of each map, for a fixed display window."""
+    upper = {
+        "entropy": math.log(num_classes),
+        "mutual_information": math.log(num_classes),
+        "disagreement": 1.0 - 1.0 / num_classes,
+        "variance": 0.25,
+    }[measure]
+    return 0.0, upper
+
+
+def boundary(mask: np.ndarray) -> np.ndarray:
+    """Voxels of `mask` with at least one face neighbour outside it."""
+    contour = sitk.BinaryContour(sitk.GetImageFromArray(mask.astype(np.uint8)), fullyConnected=False)
+    return sitk.GetArrayViewFromImage(contour).astype(bool)
+
+
+def mean_pairwise_dice(masks: list[np.ndarray]) -> float:
+    """Mean Dice over all pairs of sample masks (1.0 for a single sample or all-empty pairs)."""
+    if len(masks) < 2:
+        return 1.0
+    union = np.logical_or.reduce(masks)
+    if union.any():  # work inside the bounding box of all masks
+        box = tuple(slice(indices.min(), indices.max() + 1) for indices in np.nonzero(union))
+        masks = [mask[box] for mask in masks]
+    sizes = [int(mask.sum()) for mask in masks]
+    scores = []
+    for (a, size_a), (b, size_b) in itertools.combinations(zip(masks, sizes), 2):
+        total = size_a + size_b
+        scores.append(1.0 if total == 0 else 2.0 * np.count_nonzero(a & b) / total)
+    return float(np.mean(scores))
+
+
+def structure_statistics(
+    fused: np.ndarray, uncertainty: np.ndarray, stats: SampleStatistics, label_value: int, voxel_volume_mm3: float
+) -> dict[str, float]:
+    """Volume, mean inside/boundary uncertainty and sample agreement for one structure."""
+    mask = fused == label_value
+    edge = boundary(mask) if mask.any() else mask
+    sample_masks = [labels == label_value for labels in stats.sample_labels]
+    return {
+        "volume_ml": round(float(mask.sum()) * voxel_volume_mm3 / 1000.0, 3),
+        "mean_uncertainty": float(uncertainty[mask].mean()) if mask.any() else 0.0,
+        "boundary_uncertainty": float(uncertainty[edge].mean()) if edge.any() else 0.0,
+        "mean_pairwise_dice": mean_pairwise_dice(sample_masks),
+    }

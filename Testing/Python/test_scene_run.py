@@ -1,0 +1,147 @@
+"""A whole run in a background process (a stand-in engine with the real command line's protocol):
+progress events, import on success, clear errors, and a cancel that kills the process tree and
+leaves the scene as it was."""
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from scene_fixtures import make_slicer_scene, write_input_image
+
+slicer = pytest.importorskip("slicer")
+
+from LDSegLib import process  # noqa: E402
+from LDSegLib.run import RunError, RunSettings, RunSlot, SegmentationRun  # noqa: E402
+
+TESTING_DIRECTORY = Path(__file__).resolve().parent
+
+
+def fake_engine_environment(mode, **extra):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTING_DIRECTORY), env.get("PYTHONPATH", "")])
+    env["FAKE_LDSEG_MODE"] = mode
+    env.update(extra)
+    return env
+
+
+def make_run(app, volume, mode, save_samples=False, **extra):
+    return SegmentationRun(
+        app.scene,
+        volume,
+        RunSettings(samples=3, save_samples=save_samples),
+        sequences_logic=app.sequences_logic,
+        engine_module="fake_ldseg_cli",
+        environment=fake_engine_environment(mode, **extra),
+        python=sys.executable,
+    )
+
+
+def scene_snapshot(scene):
+    return sorted((scene.GetNthNode(i).GetID(), scene.GetNthNode(i).GetName()) for i in range(scene.GetNumberOfNodes()))
+
+
+@pytest.fixture
+def case(tmp_path):
+    app = make_slicer_scene()
+    return app, app.load_volume(write_input_image(tmp_path), "knee 1")
+
+
+def test_command_line_carries_the_panel_settings():
+    settings = RunSettings(model="ldseg-knee", samples=4, steps=3, fusion="staple", uncertainty="entropy",
+                           device="cpu", seed=7, save_samples=True)
+    command = process.segment_command(Path("in.nrrd"), Path("out"), settings.cli_options(), python="py")
+    assert command[:9] == ["py", "-m", "ldseg.cli", "segment", "in.nrrd", "-o", "out", "--progress", "jsonl"]
+    options = command[9:]
+    for flag, value in [("--model", "ldseg-knee"), ("--samples", "4"), ("--steps", "3"), ("--fusion", "staple"),
+                        ("--device", "cpu"), ("--seed", "7")]:
+        assert options[options.index(flag) + 1] == value
+    assert "--save-samples" in options
+    assert "--save-samples" not in process.segment_command(Path("a"), Path("b"), RunSettings().cli_options(), "py")
+
+
+def test_a_successful_run_reports_progress_and_imports_the_result(case):
+    app, volume = case
+    run = make_run(app, volume, "ok", save_samples=True)
+    run.start()
+    state = run.wait(timeout=60)
+    assert state.finished and state.error is None, state.error
+    stages = [event.stage for event in state.events if isinstance(event, process.Progress)]
+    assert stages == ["Loading model", "Sampling", "Writing results"]
+    assert state.result.segmentation.GetSegmentation().GetNumberOfSegments() == 2
+    assert state.result.samples_browser.GetMasterSequenceNode().GetNumberOfDataNodes() == 3
+    assert state.seconds == pytest.approx(4.2)
+    assert not run._workdir.exists()  # temporary files are removed
+
+
+def test_an_engine_error_message_reaches_the_user_and_the_scene_is_unchanged(case):
+    app, volume = case
+    before = scene_snapshot(app.scene)
+    run = make_run(app, volume, "error")
+    run.start()
+    state = run.wait(timeout=60)
+    assert state.error == "The input is not a knee MRI."
+    assert scene_snapshot(app.scene) == before
+
+
+def test_a_crash_is_reported_with_the_engine_output(case):
+    app, volume = case
+    run = make_run(app, volume, "crash")
+    run.start()
+    state = run.wait(timeout=60)
+    assert "exit code 3" in state.error and "CUDA out of memory" in state.error
+
+
+def test_cancel_kills_the_process_tree_and_leaves_the_scene_unchanged(case, tmp_path):
+    app, volume = case
+    before = scene_snapshot(app.scene)
+    child_pid_file = tmp_path / "child.pid"
+    run = make_run(app, volume, "slow", FAKE_LDSEG_CHILD_PID_FILE=str(child_pid_file))
+    run.start()
+    deadline = time.monotonic() + 30
+    while run.poll().stage != "Sampling":
+        assert time.monotonic() < deadline, "the engine never reported progress"
+        time.sleep(0.05)
+    engine_pid, child_pid = run._process.pid, int(child_pid_file.read_text())
+    started = time.monotonic()
+    run.cancel()
+    state = run.wait(timeout=30)
+    assert time.monotonic() - started < 10
+    assert state.finished and state.cancelled and state.error is None and state.stage == "Cancelled"
+    for pid in (engine_pid, child_pid):
+        assert not _alive(pid), f"process {pid} survived the cancel"
+    assert scene_snapshot(app.scene) == before
+
+
+def _alive(pid):
+    """True while the process exists and is not a zombie."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "State:\tZ" not in status
+
+
+def test_invalid_input_is_refused_before_anything_starts(case):
+    app, _ = case
+    labelmap = app.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "labels")
+    run = make_run(app, labelmap, "ok")
+    with pytest.raises(RunError, match="label map"):
+        run.start()
+    assert run._process is None
+
+
+def test_a_second_run_is_refused_while_one_is_in_progress(case, tmp_path):
+    app, volume = case
+    slot = RunSlot()
+    first = make_run(app, volume, "slow", FAKE_LDSEG_CHILD_PID_FILE=str(tmp_path / "child.pid"))
+    slot.start(first)
+    with pytest.raises(RunError, match="already running"):
+        slot.start(make_run(app, volume, "ok"))
+    first.cancel()
+    first.wait(timeout=30)
+    second = make_run(app, volume, "ok")
+    slot.start(second)
+    assert second.wait(timeout=60).error is None
