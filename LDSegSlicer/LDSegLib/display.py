@@ -79,3 +79,10 @@ def _slice_composite_nodes(scene):
         scene.GetNthNodeByClass(index, "vtkMRMLSliceCompositeNode")
         for index in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode"))
     ]
+
+
+def set_threshold_fraction(volume, fraction: float) -> None:
+    """Threshold as a fraction of the fixed display window (the panel's "Hide below" slider)."""
+    display = volume.GetDisplayNode()
+    low, high = display.GetWindowLevelMin(), display.GetWindowLevelMax()
+    set_uncertainty_threshold(volume, low + fraction * (high - low), high)

@@ -32,6 +32,7 @@ class Progress:
 @dataclass(frozen=True)
 class Done:
     summary_path: Path
+    seconds: float | None = None  # wall time of the whole command, as the engine measured it
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,14 @@ EXIT_CANCELLED = 130
 def python_executable() -> str:
     """Slicer's own Python (PythonSlicer) inside Slicer, else the interpreter running this code."""
     return shutil.which("PythonSlicer") or sys.executable
+
+
+def engine_environment(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for the engine's process: the module folder on PYTHONPATH so `ldseg` imports."""
+    env = dict(os.environ if base is None else base)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(module_directory()), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
 
 
 def segment_command(
@@ -81,9 +90,7 @@ class EngineProcess:
         self._stderr_tail: deque[str] = deque(maxlen=40)
         self._cancelled = False
         self._finished = False
-        env = dict(os.environ if environment is None else environment)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(module_directory()), env.get("PYTHONPATH")]))
-        env["PYTHONUNBUFFERED"] = "1"
+        env = engine_environment(environment)
         self._process = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
@@ -166,7 +173,8 @@ def _parse_line(line: str) -> Event | None:
     if kind == "progress":
         return Progress(str(message.get("stage", "")), float(message.get("fraction", 0.0)))
     if kind == "done":
-        return Done(Path(message["summary"]))
+        seconds = message.get("seconds")
+        return Done(Path(message["summary"]), float(seconds) if seconds is not None else None)
     if kind == "error":
         return Failed(str(message.get("message", "The LDSeg engine reported an error.")))
     return None

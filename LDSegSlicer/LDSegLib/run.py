@@ -113,7 +113,7 @@ class SegmentationRun:
             if isinstance(event, process.Progress):
                 self.state.stage, self.state.fraction = event.stage, event.fraction
             elif isinstance(event, process.Done):
-                self._finish_with_import(event.summary_path)
+                self._finish_with_import(event.summary_path, event.seconds)
             elif isinstance(event, process.Failed):
                 self._finish(error=event.message)
             elif isinstance(event, process.Cancelled):
@@ -130,12 +130,12 @@ class SegmentationRun:
         if self.running:
             self._process.cancel()
 
-    def _finish_with_import(self, summary_path: Path) -> None:
+    def _finish_with_import(self, summary_path: Path, seconds: float | None) -> None:
         try:
             if self.input_volume.GetScene() is not self.scene:
                 raise RunError("The input volume was removed from the scene during the run; nothing was imported.")
             result = read_summary(summary_path)
-            self.state.seconds = result.seconds
+            self.state.seconds = seconds if seconds is not None else result.seconds
             self.state.result = import_result(
                 self.scene, self.input_volume, result, self.targets, self.display, self.sequences_logic
             )

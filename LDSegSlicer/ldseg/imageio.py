@@ -7,9 +7,11 @@ Validation happens once, at the door, so the rest of the engine can assume a fin
 from __future__ import annotations
 
 import contextlib
+import gzip
 import os
 import shutil
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,12 +44,28 @@ def read_image(path: str | Path) -> sitk.Image:
             f"Input {path.name} is not a supported image file; use one of {', '.join(IMAGE_SUFFIXES)} or a DICOM folder."
         )
     try:
+        _check_complete(path)
         image = sitk.ReadImage(str(path))
-    except RuntimeError as error:
+    except (RuntimeError, EOFError, OSError, zlib.error) as error:
         first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown error"
         raise LDSegError(f"Cannot read {path.name}: the file is unreadable or truncated ({first_line}).") from None
     validate_image(image, path.name)
     return sitk.Cast(image, sitk.sitkFloat32)
+
+
+def _check_complete(path: Path) -> None:
+    """Raises for a truncated file: ITK's NIfTI reader fills a cut-off gzip stream with zeros silently."""
+    if path.name.lower().endswith(".gz"):
+        with gzip.open(path, "rb") as stream:
+            while stream.read(1 << 22):
+                pass
+    elif path.name.lower().endswith(".nii"):
+        import nibabel
+
+        header = nibabel.load(str(path)).header
+        expected = int(header["vox_offset"]) + int(np.prod(header.get_data_shape())) * header.get_data_dtype().itemsize
+        if path.stat().st_size < expected:
+            raise EOFError(f"{path.stat().st_size} bytes, the header needs {expected}")
 
 
 def validate_image(image: sitk.Image, name: str, min_size: tuple[int, int, int] = (16, 16, 16)) -> None:

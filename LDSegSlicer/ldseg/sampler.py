@@ -74,11 +74,14 @@ def ddim_sample(
     returns the z_0 estimate itself. `on_step(done, total)` reports progress and may raise to cancel.
     """
     timesteps = ddim_timesteps(steps, len(alphas_cumprod))
-    alphas_cumprod = alphas_cumprod.to(z_T.device, torch.float32)
-    z = renormalise(z_T)
+    # The chain runs in float64 on the CPU (latents are tiny; MPS has no float64): at t = 999,
+    # sqrt(abar_t) ~ 5e-5 and float32 would lose the clean-latent estimate to cancellation.
+    device = z_T.device
+    alphas_cumprod = alphas_cumprod.to("cpu", torch.float64)
+    z = renormalise(z_T.to("cpu", torch.float64))
     for index, t in enumerate(timesteps):
-        t_batch = torch.full((z.shape[0],), t, device=z.device, dtype=torch.long)
-        z_nt = predict_noise(z, t_batch).float()
+        t_batch = torch.full((z.shape[0],), t, device=device, dtype=torch.long)
+        z_nt = predict_noise(z.to(device, torch.float32), t_batch).to("cpu", torch.float64)
         z_0 = estimate_clean_latent(z, z_nt, alphas_cumprod[t])
         if index + 1 < len(timesteps):
             abar_s = alphas_cumprod[timesteps[index + 1]]
@@ -88,4 +91,4 @@ def ddim_sample(
         z = renormalise(z)
         if on_step is not None:
             on_step(index + 1, len(timesteps))
-    return z
+    return z.to(device, torch.float32)

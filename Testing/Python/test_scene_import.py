@@ -152,10 +152,12 @@ def test_uncertainty_is_the_foreground_layer_over_the_input_in_every_slice_view(
         assert composite.GetBackgroundVolumeID() == volume.GetID()
         assert composite.GetForegroundVolumeID() == imported.uncertainty.GetID()
         assert composite.GetForegroundOpacity() == pytest.approx(0.7)
-    from LDSegLib.display import set_overlay_opacity
+    from LDSegLib.display import set_overlay_opacity, set_threshold_fraction
 
     set_overlay_opacity(app.scene, 0.2)
     assert all(c.GetForegroundOpacity() == pytest.approx(0.2) for c in composites)
+    set_threshold_fraction(imported.uncertainty, 0.5)
+    assert imported.uncertainty.GetDisplayNode().GetLowerThreshold() == pytest.approx(0.5 * math.log(3))
 
 
 def test_statistics_table_lists_each_structure_with_its_figures(case):

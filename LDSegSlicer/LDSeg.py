@@ -1,0 +1,448 @@
+"""LDSeg for 3D Slicer: latent-diffusion segmentation of femur and tibia in knee MRI, with uncertainty.
+
+The module file only wires the panel to the logic. The work happens in the engine's own command
+line, run in a background process (LDSegLib/process.py), and in the scene layer (LDSegLib/scene.py),
+which imports the engine's result files into the scene; both work without this file.
+"""
+
+import subprocess
+from typing import Annotated
+
+import qt
+import slicer
+import vtk
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+from LDSegLib import dependencies, display, options, paths
+from LDSegLib.devices import DeviceProbe
+from LDSegLib.edits import EditTracker
+from LDSegLib.input_check import input_problem
+from LDSegLib.process import engine_environment, python_executable
+from LDSegLib.run import RunError, RunSettings, RunSlot, SegmentationRun
+from LDSegLib.scene import RESULT_ATTRIBUTE, DisplaySettings, ImportTargets
+from LDSegLib.terminology import load_terminology
+from LDSegLib.uncertain_regions import RegionCursor, uncertain_regions
+
+DOCUMENTATION_URL = "https://github.com/ldseg/LDSegSlicer/blob/main/docs/slicer-module.md"
+HIGH_UNCERTAINTY_FRACTION = 0.5  # regions for "Next uncertain region": above half the measure's range
+
+
+class LDSeg(ScriptedLoadableModule):
+    """Module metadata; loads the shipped terminology once Slicer has started."""
+
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "LDSeg Knee"
+        self.parent.categories = ["Segmentation"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["LDSegSlicer developers"]
+        self.parent.helpText = (
+            "Segments the femur and the tibia in a knee MRI with LDSeg, a latent-diffusion model that draws "
+            "several plausible segmentations and fuses them, and shows where they disagree as an uncertainty "
+            f'heatmap. See the <a href="{DOCUMENTATION_URL}">module documentation</a>.'
+        )
+        self.parent.acknowledgementText = (
+            "Based on LDSeg: F. Zaman et al., latent diffusion for medical image segmentation "
+            "(github.com/FahimZaman/LDSeg)."
+        )
+        slicer.app.connect("startupCompleted()", _onStartupCompleted)
+
+
+def _onStartupCompleted():
+    """Slicer's terminologies lack the tibia: make the shipped .term.json known to the selector."""
+    load_terminology(slicer.modules.terminologies.logic())
+
+
+@parameterNodeWrapper
+class LDSegParameterNode:
+    """Panel state, saved with the scene."""
+
+    inputVolume: vtkMRMLScalarVolumeNode
+    model: str = ""
+    samples: Annotated[int, WithinRange(1, options.MAX_SAMPLES)] = 8
+    ddimSteps: Annotated[int, WithinRange(1, options.MAX_STEPS)] = 2
+    fusion: Annotated[str, Choice(options.FUSION_METHODS)] = "mean"
+    uncertaintyMeasure: Annotated[str, Choice(options.UNCERTAINTY_MEASURES)] = "entropy"
+    device: Annotated[str, Choice(options.DEVICES)] = "auto"
+    seed: Annotated[int, WithinRange(0, 2**31 - 1)] = 0
+    saveSamples: bool = False
+    outputSegmentation: vtkMRMLSegmentationNode
+    outputUncertainty: vtkMRMLScalarVolumeNode
+    uncertaintyOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
+    uncertaintyThreshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.2
+
+
+class LDSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The panel: parameters, Segment/Cancel, progress, uncertainty display controls."""
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._deviceProbe = None
+        self._timer = qt.QTimer()
+        self._timer.setInterval(200)
+        self._timer.timeout.connect(self.onTimer)
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(str(paths.panel_file()))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = LDSegLogic()
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.cancelButton.connect("clicked(bool)", self.logic.cancel)
+        self.ui.importModelButton.connect("clicked(bool)", self.onImportModel)
+        self.ui.openModelFolderButton.connect("clicked(bool)", self.onOpenModelFolder)
+        self.ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelSelected)
+        self.ui.nextRegionButton.connect("clicked(bool)", self.onNextRegion)
+        self.ui.cancelButton.enabled = False
+
+        self.refreshModels()
+        self._deviceProbe = DeviceProbe()
+        qt.QTimer.singleShot(500, self.showDetectedDevice)
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        self.logic.cancel()
+        self._timer.stop()
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterChanged)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        """Closing the scene during a run cancels it; the run never touches the closed scene."""
+        self.logic.cancel()
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputVolume:
+            firstVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+            if firstVolume and input_problem(firstVolume) is None:
+                self._parameterNode.inputVolume = firstVolume
+
+    def setParameterNode(self, parameterNode) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterChanged)
+        self._parameterNode = parameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterChanged)
+            self.onParameterChanged()
+
+    def onParameterChanged(self, caller=None, event=None) -> None:
+        """Keeps Segment enabled only for a valid input and a model, and applies the display controls."""
+        parameters = self._parameterNode
+        running = self.logic.running
+        problem = input_problem(parameters.inputVolume) or (None if parameters.model else self._noModelMessage())
+        self.ui.applyButton.enabled = problem is None and not running
+        self.ui.applyButton.toolTip = problem or "Run LDSeg on the input volume."
+        if not running and problem:
+            self.ui.statusLabel.text = problem
+        uncertainty = parameters.outputUncertainty
+        if uncertainty and uncertainty.GetDisplayNode() and uncertainty.GetAttribute(RESULT_ATTRIBUTE):
+            display.set_overlay_opacity(slicer.mrmlScene, parameters.uncertaintyOpacity)
+            display.set_threshold_fraction(uncertainty, parameters.uncertaintyThreshold)
+        self.ui.nextRegionButton.enabled = bool(uncertainty)
+
+    def refreshModels(self) -> None:
+        models = self.logic.installedModels()
+        combo = self.ui.modelComboBox
+        combo.clear()
+        for model in models:
+            combo.addItem(model.name, model)
+        if self._parameterNode and self._parameterNode.model:
+            combo.setCurrentText(self._parameterNode.model)
+
+    def onModelSelected(self, index: int) -> None:
+        model = self.ui.modelComboBox.itemData(index) if index >= 0 else None
+        self.ui.modelVersionLabel.text = f"{model.version} ({model.source})" if model else "-"
+        if self._parameterNode:
+            self._parameterNode.model = model.name if model else ""
+
+    def _noModelMessage(self) -> str:
+        return "No LDSeg model is installed. Press Import... and choose a model package (.zip or folder)."
+
+    def showDetectedDevice(self) -> None:
+        result = self._deviceProbe.result
+        if result is None:
+            qt.QTimer.singleShot(500, self.showDetectedDevice)
+            return
+        self.ui.detectedDeviceLabel.text = result
+
+    def onImportModel(self) -> None:
+        path = qt.QFileDialog.getOpenFileName(
+            slicer.util.mainWindow(), "Import LDSeg model package", "", "Model package (*.zip model-card.json)"
+        )
+        if not path:
+            return
+        with slicer.util.tryWithErrorDisplay("The model could not be imported.", waitCursor=True):
+            message = self.logic.importModel(path)
+            self.refreshModels()
+            self.ui.statusLabel.text = message
+
+    def onOpenModelFolder(self) -> None:
+        folder = self.logic.modelFolder()
+        qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(folder)))
+
+    def onApplyButton(self) -> None:
+        with slicer.util.tryWithErrorDisplay("LDSeg could not start.", waitCursor=True):
+            if not self.ensureDependencies():
+                return
+            self.logic.startSegmentation(self._parameterNode)
+            self.ui.applyButton.enabled = False
+            self.ui.cancelButton.enabled = True
+            self.ui.progressBar.value = 0
+            self.ui.statusLabel.text = "Starting the LDSeg engine..."
+            self._timer.start()
+
+    def ensureDependencies(self) -> bool:
+        """Asks before installing anything; explains what to do when the user declines."""
+        missing = self.logic.missingDependencies()
+        if not missing:
+            return True
+        question = dependencies.explain(missing) + "\n\nInstall them now?"
+        if not slicer.util.confirmOkCancelDisplay(question, "LDSeg needs Python packages"):
+            self.ui.statusLabel.text = dependencies.explain(missing)
+            return False
+        dependencies.install(missing)
+        still = self.logic.missingDependencies()
+        if still:
+            raise RunError(dependencies.explain(still) + "\nRestart Slicer if they were just installed.")
+        return True
+
+    def onTimer(self) -> None:
+        state = self.logic.poll()
+        if state is None:
+            return
+        self.ui.progressBar.value = int(round(100 * state.fraction))
+        self.ui.progressBar.format = f"{state.stage}: %p%"
+        if not state.finished:
+            return
+        self._timer.stop()
+        self.ui.cancelButton.enabled = False
+        self.onParameterChanged()
+        if state.cancelled:
+            self.ui.statusLabel.text = "Cancelled; the scene was left as it was."
+        elif state.error:
+            self.ui.statusLabel.text = "Failed."
+            slicer.util.errorDisplay(state.error, windowTitle="LDSeg")
+        else:
+            seconds = f" in {state.seconds:.1f} s" if state.seconds is not None else ""
+            self.ui.statusLabel.text = f"Done{seconds}. Correct the segments in the Segment Editor where needed."
+            self.ui.statisticsTableView.setMRMLTableNode(state.result.statistics_table)
+            self.ui.progressBar.value = 100
+
+    def onNextRegion(self) -> None:
+        region, position, count = self.logic.nextUncertainRegion(self._parameterNode.outputUncertainty)
+        if region is None:
+            self.ui.regionLabel.text = "No region of high uncertainty."
+            return
+        self.ui.regionLabel.text = f"{position} of {count}: {region.volume_ml:.2f} mL"
+
+
+class LDSegLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
+    """Headless: usable from the Python console and scripts, without the panel."""
+
+    def __init__(self) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        VTKObservationMixin.__init__(self)
+        self.slot = RunSlot()
+        self._parameters = None
+        self._trackers = {}
+        self._regions = None
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self.onSceneImported)
+        self.onSceneImported()
+
+    def getParameterNode(self):
+        return LDSegParameterNode(super().getParameterNode())
+
+    @property
+    def running(self) -> bool:
+        return self.slot.current is not None and self.slot.current.running
+
+    def missingDependencies(self):
+        return dependencies.missing_requirements()
+
+    def installedModels(self):
+        from ldseg.store import list_models
+
+        return list_models()
+
+    def modelFolder(self):
+        from ldseg.store import cache_directory
+
+        folder = cache_directory() / "models"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def importModel(self, source: str) -> str:
+        """Imports through the engine's model store (checksum verified), in the engine's Python."""
+        completed = subprocess.run(
+            [python_executable(), "-m", "ldseg.cli", "models", "import", source],
+            capture_output=True, text=True, check=False, env=engine_environment(),
+        )
+        if completed.returncode != 0:
+            raise RunError(completed.stderr.strip() or completed.stdout.strip() or "The model import failed.")
+        return completed.stdout.strip()
+
+    def startSegmentation(self, parameters) -> SegmentationRun:
+        """Starts a background run; refuses while another one is in progress."""
+        settings = RunSettings(
+            model=parameters.model, samples=parameters.samples, steps=parameters.ddimSteps,
+            fusion=parameters.fusion, uncertainty=parameters.uncertaintyMeasure, device=parameters.device,
+            seed=parameters.seed, save_samples=parameters.saveSamples,
+        )
+        run = SegmentationRun(
+            slicer.mrmlScene,
+            parameters.inputVolume,
+            settings,
+            ImportTargets(parameters.outputSegmentation, parameters.outputUncertainty, parameters.saveSamples),
+            DisplaySettings(parameters.uncertaintyOpacity, parameters.uncertaintyThreshold),
+            sequences_logic=slicer.modules.sequences.logic(),
+        )
+        self.slot.start(run)
+        self._parameters = parameters
+        return run
+
+    def poll(self):
+        """Advances the current run; on success stores the outputs in the parameter node."""
+        run = self.slot.current
+        if run is None:
+            return None
+        wasFinished = run.state.finished
+        state = run.poll()
+        if state.finished and not wasFinished and state.result is not None:
+            self._parameters.outputSegmentation = state.result.segmentation
+            self._parameters.outputUncertainty = state.result.uncertainty
+            self.trackEdits(state.result.segmentation)
+            self._regions = None
+        return state
+
+    def cancel(self) -> None:
+        self.slot.cancel()
+
+    def process(self, parameters, timeout: float = 3600.0):
+        """Runs to the end (for scripts and the self test); returns the final RunState."""
+        run = self.startSegmentation(parameters)
+        run.wait(timeout)
+        return self.poll()
+
+    def trackEdits(self, segmentationNode) -> None:
+        """Edited segments become SEMIAUTOMATIC (see LDSegLib/edits.py)."""
+        key = segmentationNode.GetID()
+        if key not in self._trackers:
+            self._trackers[key] = EditTracker(segmentationNode)
+
+    def onSceneImported(self, caller=None, event=None) -> None:
+        """Re-attaches edit tracking to LDSeg results in a loaded scene."""
+        self._trackers = {}
+        for node in slicer.util.getNodesByClass("vtkMRMLSegmentationNode"):
+            if node.GetAttribute(RESULT_ATTRIBUTE):
+                self.trackEdits(node)
+
+    def nextUncertainRegion(self, uncertaintyNode):
+        """Centres the slice views on the next largest high-uncertainty region."""
+        if uncertaintyNode is None:
+            return None, 0, 0
+        if self._regions is None or self._regions[0] is not uncertaintyNode:
+            displayNode = uncertaintyNode.GetDisplayNode()
+            low, high = displayNode.GetWindowLevelMin(), displayNode.GetWindowLevelMax()
+            threshold = low + HIGH_UNCERTAINTY_FRACTION * (high - low)
+            self._regions = (uncertaintyNode, RegionCursor(uncertain_regions(uncertaintyNode, threshold)))
+        cursor = self._regions[1]
+        region = cursor.next()
+        if region is not None:
+            display.center_slice_views(slicer.mrmlScene, region.center_ras)
+        return region, cursor.position, len(cursor.regions)
+
+
+class LDSegTest(ScriptedLoadableModuleTest):
+    """The whole workflow inside Slicer ("Reload and Test"): needs the engine's packages and a model."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_segment_display_edit_and_cancel()
+
+    def test_segment_display_edit_and_cancel(self):
+        import numpy as np
+
+        logic = LDSegLogic()
+        self.assertFalse(logic.missingDependencies(), dependencies.explain(logic.missingDependencies()))
+        models = logic.installedModels()
+        self.assertTrue(models, "no LDSeg model installed")
+
+        volume = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "synthetic knee")
+        grid = np.indices((48, 64, 64)).astype(np.float32)
+        knee = 80 + 200 * (np.hypot(grid[1] - 32, grid[2] - 32) < 14)
+        slicer.util.updateVolumeFromArray(volume, knee.astype(np.float32))
+        volume.SetSpacing(1.5, 0.7, 0.7)
+        slicer.util.setSliceViewerLayers(background=volume, fit=True)
+
+        parameters = logic.getParameterNode()
+        parameters.inputVolume = volume
+        parameters.model = models[0].name
+        parameters.samples = 2
+        parameters.device = "cpu"
+        state = logic.process(parameters)
+        self.assertIsNone(state.error, state.error)
+        self.delayDisplay(f"Segmented in {state.seconds} s")
+
+        segmentation = parameters.outputSegmentation
+        self.assertEqual(segmentation.GetSegmentation().GetNumberOfSegments(), 2)
+        femur = segmentation.GetSegmentation().GetSegment(segmentation.GetSegmentation().GetSegmentIdBySegmentName("Femur"))
+        value = vtk.mutable("")
+        self.assertTrue(femur.GetTag("DICOM.SegmentAlgorithmType", value))
+        self.assertEqual(str(value), "AUTOMATIC")
+        composite = slicer.app.layoutManager().sliceWidget("Red").sliceLogic().GetSliceCompositeNode()
+        self.assertEqual(composite.GetForegroundVolumeID(), parameters.outputUncertainty.GetID())
+        self.assertEqual(state.result.statistics_table.GetNumberOfRows(), 2)
+
+        # An edit in the Segment Editor makes the segment SEMIAUTOMATIC.
+        femurId = segmentation.GetSegmentation().GetSegmentIdBySegmentName("Femur")
+        mask = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, femurId, volume)
+        mask[0, 0, 0] = 1
+        slicer.util.updateSegmentBinaryLabelmapFromArray(mask, segmentation, femurId, volume)
+        femur.GetTag("DICOM.SegmentAlgorithmType", value)
+        self.assertEqual(str(value), "SEMIAUTOMATIC")
+
+        # A cancelled run leaves the scene as it was.
+        before = slicer.mrmlScene.GetNumberOfNodes()
+        run = logic.startSegmentation(parameters)
+        with self.assertRaises(RunError):
+            logic.startSegmentation(parameters)  # refused while one is running
+        run.cancel()
+        run.wait(60)
+        self.assertTrue(logic.poll().cancelled)
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), before)
+        self.delayDisplay("LDSeg self test passed")

@@ -1,0 +1,341 @@
+"""`ldseg evaluate MODEL DATA_DIR`: accuracy, uncertainty quality and robustness on labelled cases.
+
+Every figure is computed on the input's native grid (the label map's own voxels), per case and per
+structure (the card's labels), for an LDSeg package or a deterministic baseline package alike.
+
+Definitions (P: predicted mask of one structure, T: its true mask, dP and dT: their surface voxels,
+i.e. voxels with a face neighbour outside the mask; d(a, B): Euclidean distance in mm from voxel
+centre a to the nearest voxel centre of B, using the image spacing; all computed with MONAI):
+
+| figure | definition |
+| --- | --- |
+| Dice | 2 |P & T| / (|P| + |T|) (1 when both are empty); `monai.metrics.DiceMetric` |
+| HD95 (mm) | max(95th percentile of d(a, dT) over a in dP, 95th percentile of d(b, dP) over b in dT); `compute_hausdorff_distance(percentile=95)`; empty when P or T is empty |
+| ASSD (mm) | mean of all d(a, dT), a in dP, and d(b, dP), b in dT, pooled; `compute_average_surface_distance(symmetric=True)` |
+| single-sample Dice | Dice of each posterior sample alone, averaged over the samples |
+| pairwise Dice | sample diversity: mean Dice over all pairs of samples (1 = identical); empty for one sample |
+| AUROC | how well the per-voxel uncertainty ranks the fused segmentation's error voxels (fused label != true label) above the correct ones: Mann-Whitney U / (n_error n_correct), ties counted half; 1 = perfect, 0.5 = chance |
+| ECE | expected calibration error of the mean class probability: per class (one-vs-rest, background included), 20 equal-width bins, sum over bins of (bin share) x |mean probability - observed frequency|, averaged over classes; `monai.metrics.CalibrationErrorMetric` |
+| noisy Dice | Dice of the fused result after adding Gaussian noise of standard deviation sigma to the [0, 1] min-max scaled image (no clipping, one fixed noise field per case scaled by sigma, seed fixed) |
+| seconds | wall time of the segmentation of the clean image (all samples, fusion, uncertainty) |
+
+AUROC and ECE are computed in the uncertainty region: the bounding box of the union of the true and
+the predicted foreground, grown by REGION_MARGIN voxels on every side (clipped to the volume). The
+far background, trivially correct and certain, would otherwise inflate both figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from monai.metrics import (
+    CalibrationErrorMetric,
+    DiceMetric,
+    compute_average_surface_distance,
+    compute_hausdorff_distance,
+)
+
+from .data import Case, find_cases, read_case
+from .errors import LDSegError
+from .imageio import atomic_write_bytes, ensure_writable_directory
+from .training import min_max_scale
+
+REGION_MARGIN = 5  # voxels added around the foreground bounding box for AUROC and ECE
+CALIBRATION_BINS = 20
+NOISE_SEED = 0
+UNCERTAINTY_MEASURE = "entropy"
+REPORT_JSON, REPORT_MARKDOWN = "evaluation.json", "evaluation.md"
+
+
+# --- the common interface of LDSeg and baseline models ---------------------------------------------
+
+
+@dataclass
+class Prediction:
+    """One model's output for one volume, as numpy arrays on the input grid (z, y, x)."""
+
+    labels: np.ndarray  # fused label map, uint8
+    mean_probability: np.ndarray  # (C, z, y, x) mean class probability over the samples
+    uncertainty: np.ndarray  # float32 per-voxel uncertainty
+    samples: list[np.ndarray]  # label map of every single sample (one for a deterministic model)
+
+
+class Predictor(Protocol):
+    """What the evaluation needs from a model: its card (name, version, labels, num_classes) and predict."""
+
+    card: Any
+    kind: str  # "ldseg" or "baseline"
+    settings: dict[str, Any]  # what the report should say about how it was run
+
+    def predict(self, image: sitk.Image) -> Prediction: ...
+
+
+class LDSegPredictor:
+    """LDSeg posterior sampling through the Segmenter: N samples fused by mean probability, entropy uncertainty."""
+
+    kind = "ldseg"
+
+    def __init__(self, package, device: torch.device, samples: int, steps: int, seed: int = 0) -> None:
+        from .inference import Segmenter, SegmentSettings
+
+        self.card = package.card
+        self.segmenter = Segmenter(package, device)
+        self.segment_settings = SegmentSettings(
+            samples=samples, steps=steps, fusion="mean", uncertainty=UNCERTAINTY_MEASURE, seed=seed, keep_samples=True
+        )
+        self.segment_settings.validate()
+        self.settings = {"samples": samples, "steps": steps, "fusion": "mean", "uncertainty": UNCERTAINTY_MEASURE,
+                         "seed": seed, "device": str(device)}
+
+    def predict(self, image: sitk.Image) -> Prediction:
+        result = self.segmenter.segment(image, self.segment_settings)
+        return Prediction(
+            labels=sitk.GetArrayFromImage(result.labels),
+            mean_probability=result.mean_probability,
+            uncertainty=sitk.GetArrayFromImage(result.uncertainty),
+            samples=[sitk.GetArrayFromImage(sample) for sample in result.samples],
+        )
+
+
+def load_predictor(model: str, device: torch.device, samples: int, steps: int) -> Predictor:
+    """A baseline package folder gives the baseline; anything else is resolved as an LDSeg model."""
+    from .baseline import BaselinePredictor, is_baseline_package, load_baseline_package
+    from .package import load_package
+    from .store import resolve_model
+
+    if is_baseline_package(model):
+        return BaselinePredictor(load_baseline_package(model, device), device)
+    return LDSegPredictor(load_package(resolve_model(model), device), device, samples, steps)
+
+
+# --- metrics --------------------------------------------------------------------------------------
+
+
+def _as_batch(mask: np.ndarray) -> torch.Tensor:
+    """(z, y, x) boolean mask -> (1, 1, z, y, x) float tensor, the layout MONAI's metrics take."""
+    return torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None, None]
+
+
+def dice(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """Dice of two boolean masks; 1 when both are empty."""
+    metric = DiceMetric(include_background=True, reduction="none", ignore_empty=False)
+    return float(metric(_as_batch(prediction), _as_batch(truth)))
+
+
+def surface_distances(prediction: np.ndarray, truth: np.ndarray, spacing: tuple[float, ...]) -> tuple[float | None, float | None]:
+    """(HD95, ASSD) in mm of two boolean masks; `spacing` in array order (z, y, x). None if a mask is empty."""
+    if not prediction.any() or not truth.any():
+        return None, None
+    pred, true = _as_batch(prediction), _as_batch(truth)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hd95 = compute_hausdorff_distance(pred, true, include_background=True, percentile=95, spacing=list(spacing))
+        assd = compute_average_surface_distance(pred, true, include_background=True, symmetric=True, spacing=list(spacing))
+    return float(hd95), float(assd)
+
+
+def auroc(scores: np.ndarray, positives: np.ndarray) -> float | None:
+    """Area under the ROC curve of `scores` for finding `positives` (rank formula, ties counted half).
+
+    AUROC = (R+ - n+ (n+ + 1) / 2) / (n+ n-), R+ the sum of the positives' ranks (average rank for
+    ties). None when there are no positives or no negatives.
+    """
+    scores, positives = np.ravel(scores), np.ravel(positives).astype(bool)
+    n_pos = int(positives.sum())
+    n_neg = positives.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return None
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    average_rank = np.cumsum(counts) - (counts - 1) / 2.0
+    rank_sum = float(average_rank[inverse.ravel()][positives].sum())
+    return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+
+
+def expected_calibration_error(probability: np.ndarray, truth: np.ndarray) -> float:
+    """ECE of class probabilities (C, ...) against the label map `truth` (...), averaged over classes."""
+    num_classes = probability.shape[0]
+    one_hot = np.stack([truth == value for value in range(num_classes)]).astype(np.float32)
+    metric = CalibrationErrorMetric(num_bins=CALIBRATION_BINS, include_background=True, calibration_reduction="expected")
+    metric(y_pred=torch.from_numpy(np.ascontiguousarray(probability, dtype=np.float32))[None],
+           y=torch.from_numpy(one_hot)[None])
+    return float(metric.aggregate())
+
+
+def uncertainty_region(truth: np.ndarray, labels: np.ndarray, margin: int = REGION_MARGIN) -> tuple[slice, ...]:
+    """Bounding box of union(true foreground, predicted foreground), grown by `margin` voxels."""
+    foreground = (truth > 0) | (labels > 0)
+    if not foreground.any():
+        return tuple(slice(0, size) for size in truth.shape)
+    return tuple(
+        slice(max(int(indices.min()) - margin, 0), min(int(indices.max()) + 1 + margin, size))
+        for indices, size in zip(np.nonzero(foreground), truth.shape)
+    )
+
+
+def uncertainty_quality(prediction: Prediction, truth: np.ndarray) -> dict[str, Any]:
+    """AUROC of the uncertainty for the fused errors, and ECE of the mean probability, in the region."""
+    box = uncertainty_region(truth, prediction.labels)
+    errors = prediction.labels[box] != truth[box]
+    return {
+        "auroc": auroc(prediction.uncertainty[box], errors),
+        "ece": expected_calibration_error(prediction.mean_probability[(slice(None), *box)], truth[box]),
+        "error_voxels": int(errors.sum()),
+        "region_voxels": int(errors.size),
+        "region_zyx": [[s.start, s.stop] for s in box],
+    }
+
+
+def structure_figures(prediction: Prediction, truth: np.ndarray, value: int, spacing: tuple[float, ...]) -> dict[str, Any]:
+    """Dice, HD95, ASSD of the fused mask; single-sample Dice and pairwise Dice of the samples."""
+    from .uncertainty import mean_pairwise_dice
+
+    true_mask = truth == value
+    fused = prediction.labels == value
+    sample_masks = [sample == value for sample in prediction.samples]
+    hd95, assd = surface_distances(fused, true_mask, spacing)
+    return {
+        "dice": dice(fused, true_mask),
+        "hd95_mm": hd95,
+        "assd_mm": assd,
+        "single_sample_dice": float(np.mean([dice(mask, true_mask) for mask in sample_masks])),
+        "pairwise_dice": mean_pairwise_dice(sample_masks) if len(sample_masks) > 1 else None,
+        "noisy_dice": {},
+    }
+
+
+def noisy_image(image: sitk.Image, sigma: float, seed: int = NOISE_SEED) -> sitk.Image:
+    """The [0, 1] min-max scaled image plus Gaussian noise of standard deviation `sigma` (same field for every sigma)."""
+    unit = min_max_scale(sitk.GetArrayFromImage(image))
+    noise = np.random.default_rng(seed).standard_normal(unit.shape, dtype=np.float32)
+    noisy = sitk.GetImageFromArray(unit + np.float32(sigma) * noise)
+    noisy.CopyInformation(image)
+    return noisy
+
+
+# --- one case, all cases, the report --------------------------------------------------------------
+
+
+def evaluate_case(predictor: Predictor, case: Case, noise_sigmas: tuple[float, ...] = ()) -> dict[str, Any]:
+    """All figures of one case (see the module docstring)."""
+    image, truth_image = read_case(case, predictor.card.num_classes)
+    truth = sitk.GetArrayFromImage(truth_image)
+    spacing = tuple(float(s) for s in image.GetSpacing()[::-1])  # (x, y, z) -> array order (z, y, x)
+    started = time.perf_counter()
+    prediction = predictor.predict(image)
+    seconds = time.perf_counter() - started
+    structures = {label.name: structure_figures(prediction, truth, label.value, spacing) for label in predictor.card.labels}
+    for sigma in noise_sigmas:
+        noisy = predictor.predict(noisy_image(image, sigma)).labels
+        for label in predictor.card.labels:
+            structures[label.name]["noisy_dice"][f"{sigma:g}"] = dice(noisy == label.value, truth == label.value)
+    return {"seconds": seconds, "structures": structures, "uncertainty": uncertainty_quality(prediction, truth)}
+
+
+def _mean(values: list[float | None]) -> float | None:
+    present = [value for value in values if value is not None]
+    return float(np.mean(present)) if present else None
+
+
+def summarise(cases: dict[str, dict[str, Any]], structure_names: list[str]) -> dict[str, Any]:
+    """Means over cases of every per-structure figure, of AUROC, ECE and seconds."""
+    per_structure = {}
+    for name in structure_names:
+        figures = [case["structures"][name] for case in cases.values()]
+        keys = [key for key in figures[0] if key != "noisy_dice"]
+        mean = {key: _mean([f[key] for f in figures]) for key in keys}
+        mean["noisy_dice"] = {sigma: _mean([f["noisy_dice"][sigma] for f in figures]) for sigma in figures[0]["noisy_dice"]}
+        per_structure[name] = mean
+    return {
+        "structures": per_structure,
+        "auroc": _mean([case["uncertainty"]["auroc"] for case in cases.values()]),
+        "ece": _mean([case["uncertainty"]["ece"] for case in cases.values()]),
+        "seconds": _mean([case["seconds"] for case in cases.values()]),
+    }
+
+
+def _cell(value: float | None, digits: int) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _structure_row(case: str, name: str, f: dict[str, Any], sigmas: list[str]) -> str:
+    cells = [case, name, _cell(f["dice"], 4), _cell(f["hd95_mm"], 2), _cell(f["assd_mm"], 2),
+             _cell(f["single_sample_dice"], 4), _cell(f["pairwise_dice"], 4)]
+    cells += [_cell(f["noisy_dice"].get(sigma), 4) for sigma in sigmas]
+    return "| " + " | ".join(cells) + " |"
+
+
+def markdown_report(report: dict[str, Any]) -> str:
+    """The Markdown tables of evaluation.md: accuracy and robustness, then uncertainty quality and time."""
+    model, settings, cases, mean = report["model"], report["settings"], report["cases"], report["mean"]
+    sigmas = [f"{sigma:g}" for sigma in settings["noise_sigmas"]]
+    lines = [
+        f"# Evaluation of {model['name']} {model['version']} ({model['kind']})", "",
+        f"Data: {report['data_dir']}; settings: " + ", ".join(f"{k} {v}" for k, v in settings.items()) + ".",
+        "Figures on each input's native grid; distances in mm; definitions in ldseg/evaluation.py.", "",
+        "| case | structure | Dice | HD95 (mm) | ASSD (mm) | single-sample Dice | pairwise Dice | "
+        + " | ".join(f"Dice sigma={s}" for s in sigmas) + " |",
+        "|" + " --- |" * (7 + len(sigmas)),
+    ]
+    for case_name, case in cases.items():
+        lines += [_structure_row(case_name, name, f, sigmas) for name, f in case["structures"].items()]
+    lines += [_structure_row("**mean**", name, f, sigmas) for name, f in mean["structures"].items()]
+    lines += [
+        "", f"Uncertainty ({report['uncertainty_measure']}) quality in the region {report['uncertainty_region']}:", "",
+        "| case | AUROC (errors) | ECE | error voxels | region voxels | seconds |", "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for case_name, case in cases.items():
+        u = case["uncertainty"]
+        lines.append(f"| {case_name} | {_cell(u['auroc'], 4)} | {_cell(u['ece'], 4)} | {u['error_voxels']} | "
+                     f"{u['region_voxels']} | {case['seconds']:.1f} |")
+    lines.append(f"| **mean** | {_cell(mean['auroc'], 4)} | {_cell(mean['ece'], 4)} | | | {_cell(mean['seconds'], 1)} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict[str, Any], output: Path) -> None:
+    atomic_write_bytes(output / REPORT_JSON, (json.dumps(report, indent=2) + "\n").encode("utf-8"))
+    atomic_write_bytes(output / REPORT_MARKDOWN, markdown_report(report).encode("utf-8"))
+
+
+def _case_line(name: str, figures: dict[str, Any]) -> str:
+    dices = ", ".join(f"{structure} Dice {f['dice']:.3f}" for structure, f in figures["structures"].items())
+    auroc_value = figures["uncertainty"]["auroc"]
+    return f"{name}: {dices}; uncertainty AUROC {_cell(auroc_value, 3)}; {figures['seconds']:.1f} s per segmentation"
+
+
+def run_evaluation(args: argparse.Namespace) -> dict[str, Any]:
+    """Evaluates args.model on args.data_dir (args.cases, or all) and writes evaluation.json and .md."""
+    from .inference import select_device
+
+    if any(sigma < 0 for sigma in args.noise):
+        raise LDSegError(f"Noise sigmas must be >= 0 (got {list(args.noise)}).")
+    output = ensure_writable_directory(args.output)
+    cases = find_cases(args.data_dir, tuple(args.cases))
+    device = select_device(args.device)
+    predictor = load_predictor(args.model, device, args.samples, args.steps)
+    results: dict[str, dict[str, Any]] = {}
+    for index, case in enumerate(cases, 1):
+        print(f"[{index}/{len(cases)}] {case.name}: segmenting (clean, then {len(args.noise)} noise level(s))", flush=True)
+        results[case.name] = evaluate_case(predictor, case, tuple(args.noise))
+        print(f"[{index}/{len(cases)}] " + _case_line(case.name, results[case.name]), flush=True)
+    card = predictor.card
+    report = {
+        "model": {"name": card.name, "version": card.version, "kind": predictor.kind, "weights_sha256": card.weights_sha256},
+        "data_dir": str(args.data_dir),
+        "settings": {**predictor.settings, "noise_sigmas": [float(s) for s in args.noise], "noise_seed": NOISE_SEED},
+        "uncertainty_measure": predictor.settings.get("uncertainty", UNCERTAINTY_MEASURE),
+        "uncertainty_region": f"bounding box of union(true, predicted foreground) grown by {REGION_MARGIN} voxels",
+        "cases": results,
+        "mean": summarise(results, [label.name for label in card.labels]),
+    }
+    write_report(report, output)
+    print(f"Wrote {output / REPORT_JSON} and {output / REPORT_MARKDOWN}", flush=True)
+    return report

@@ -1,0 +1,81 @@
+"""Fusion rules and uncertainty maps on hand-made samples whose answers are known."""
+
+import math
+
+import numpy as np
+import pytest
+
+from ldseg.fusion import fuse
+from ldseg.uncertainty import UNCERTAINTY_MEASURES, SampleStatistics, mean_pairwise_dice, structure_statistics
+
+
+def one_hot(labels: np.ndarray, classes: int = 3) -> np.ndarray:
+    return np.moveaxis(np.eye(classes, dtype=np.float32)[labels], -1, 0)
+
+
+def statistics(samples: list[np.ndarray]) -> SampleStatistics:
+    stats = SampleStatistics(3, samples[0].shape)
+    for labels in samples:
+        stats.add(one_hot(labels))
+    return stats
+
+
+@pytest.fixture
+def split_samples():
+    """Four samples on a 1 x 2 x 2 grid: voxel 0 unanimous femur, voxel 1 split 2/2 femur/tibia,
+    voxel 2 unanimous background, voxel 3 three tibia and one background."""
+    layouts = [[1, 1, 0, 2], [1, 1, 0, 2], [1, 2, 0, 2], [1, 2, 0, 0]]
+    return [np.array(layout, dtype=np.uint8).reshape(1, 2, 2) for layout in layouts]
+
+
+@pytest.mark.parametrize("measure", UNCERTAINTY_MEASURES)
+def test_uncertainty_is_zero_where_all_samples_agree(split_samples, measure):
+    u = statistics(split_samples).uncertainty(measure).ravel()
+    assert u[0] == pytest.approx(0.0, abs=1e-6) and u[2] == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "measure, expected", [("entropy", math.log(2)), ("mutual_information", math.log(2)), ("disagreement", 0.5), ("variance", 0.25)]
+)
+def test_uncertainty_is_maximal_where_samples_split_evenly(split_samples, measure, expected):
+    u = statistics(split_samples).uncertainty(measure).ravel()
+    assert u[1] == pytest.approx(expected, abs=1e-5)
+    assert u[1] >= u.max() - 1e-6  # the even split is the most uncertain voxel
+
+
+def test_mutual_information_is_zero_when_samples_are_identically_unsure():
+    stats = SampleStatistics(3, (1, 1, 1))
+    soft = np.array([0.5, 0.5, 0.0], dtype=np.float32).reshape(3, 1, 1, 1)
+    for _ in range(4):
+        stats.add(soft)
+    assert stats.uncertainty("entropy").item() == pytest.approx(math.log(2), abs=1e-5)
+    assert stats.uncertainty("mutual_information").item() == pytest.approx(0.0, abs=1e-5)
+
+
+def test_fusion_rules(split_samples):
+    stats = statistics(split_samples)
+    assert fuse(stats, "majority").ravel().tolist() == [1, 1, 0, 2]  # the 2/2 tie goes to the lower label
+    assert fuse(stats, "mean").ravel().tolist()[::2] == [1, 0]
+    assert fuse(stats, "mean").ravel()[3] == 2
+
+
+def test_staple_and_majority_agree_on_unanimous_input(knee_labels):
+    labels = np.asarray(__import__("SimpleITK").GetArrayFromImage(knee_labels))[::4, ::4, ::4]
+    stats = statistics([labels] * 5)
+    np.testing.assert_array_equal(fuse(stats, "staple"), labels)
+    np.testing.assert_array_equal(fuse(stats, "majority"), labels)
+    np.testing.assert_array_equal(fuse(stats, "mean"), labels)
+
+
+def test_structure_statistics_volume_and_agreement():
+    labels = np.zeros((10, 10, 10), dtype=np.uint8)
+    labels[2:6, 2:6, 2:6] = 1  # 64 voxels
+    shifted = np.zeros_like(labels)
+    shifted[2:6, 2:6, 3:7] = 1  # overlaps 48 of 64
+    stats = statistics([labels, shifted])
+    fused = fuse(stats, "majority")
+    figures = structure_statistics(fused, stats.uncertainty("disagreement"), stats, 1, voxel_volume_mm3=2.0)
+    assert figures["volume_ml"] == pytest.approx(int((fused == 1).sum()) * 2.0 / 1000)
+    assert figures["mean_pairwise_dice"] == pytest.approx(2 * 48 / 128)
+    assert figures["boundary_uncertainty"] >= 0.0
+    assert mean_pairwise_dice([labels == 1]) == 1.0

@@ -1,0 +1,186 @@
+"""The Slicer module checked without Slicer: the module file parses, the panel and the parameter node
+agree, the build lists every file, the extension description matches the build, and nothing heavy
+is imported when Slicer loads the module."""
+
+import ast
+import re
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+MODULE_DIRECTORY = REPO / "LDSegSlicer"
+MODULE_FILE = MODULE_DIRECTORY / "LDSeg.py"
+PANEL_FILE = REPO / "Resources" / "UI" / "LDSegSlicer.ui"
+HEAVY_MODULES = {"torch", "monai", "SimpleITK", "numpy", "scipy", "highdicom", "nibabel", "safetensors", "ldseg"}
+
+
+@pytest.fixture(scope="module")
+def module_tree():
+    return ast.parse(MODULE_FILE.read_text(encoding="utf-8"), filename=str(MODULE_FILE))
+
+
+@pytest.fixture(scope="module")
+def panel():
+    return ElementTree.parse(PANEL_FILE).getroot()
+
+
+def classes(tree):
+    return {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+
+
+def parameter_fields(tree):
+    """Annotated fields of the @parameterNodeWrapper class: name -> annotation source."""
+    wrapped = [
+        node for node in classes(tree).values()
+        if any(ast.unparse(decorator) == "parameterNodeWrapper" for decorator in node.decorator_list)
+    ]
+    assert len(wrapped) == 1, "exactly one @parameterNodeWrapper class"
+    return {
+        item.target.id: ast.unparse(item.annotation)
+        for item in wrapped[0].body
+        if isinstance(item, ast.AnnAssign)
+    }
+
+
+def panel_widgets(panel):
+    return {widget.get("name"): widget for widget in panel.iter("widget")}
+
+
+def parameter_bindings(panel):
+    bindings = {}
+    for widget in panel.iter("widget"):
+        for prop in widget.findall("property"):
+            if prop.get("name") == "SlicerParameterName":
+                bindings[prop.find("string").text] = widget
+    return bindings
+
+
+def test_module_file_has_the_four_slicer_classes(module_tree):
+    names = classes(module_tree)
+    assert names["LDSeg"].bases[0].id == "ScriptedLoadableModule"
+    assert names["LDSegWidget"].bases[0].id == "ScriptedLoadableModuleWidget"
+    assert names["LDSegLogic"].bases[0].id == "ScriptedLoadableModuleLogic"
+    assert names["LDSegTest"].bases[0].id == "ScriptedLoadableModuleTest"
+
+
+def test_every_widget_the_code_uses_exists_in_the_panel(module_tree, panel):
+    used = {
+        node.attr for node in ast.walk(module_tree)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
+        and node.value.attr == "ui" and isinstance(node.value.value, ast.Name) and node.value.value.id == "self"
+    }
+    assert used, "the widget uses no panel widgets?"
+    missing = used - set(panel_widgets(panel))
+    assert not missing, f"LDSeg.py uses widgets that are not in {PANEL_FILE.name}: {sorted(missing)}"
+
+
+def test_every_parameter_name_in_the_panel_maps_to_a_parameter_field(module_tree, panel):
+    fields = parameter_fields(module_tree)
+    bindings = parameter_bindings(panel)
+    unknown = set(bindings) - set(fields)
+    assert not unknown, f"SlicerParameterName without a parameter field: {sorted(unknown)}"
+    assert {"inputVolume", "samples", "ddimSteps", "fusion", "uncertaintyMeasure", "device", "seed",
+            "outputSegmentation", "outputUncertainty", "uncertaintyOpacity", "uncertaintyThreshold"} <= set(bindings)
+
+
+def test_bound_widgets_can_represent_their_parameter_types(module_tree, panel):
+    """The same pairs Slicer's parameterNodeWrapper GUI connectors accept."""
+    fields = parameter_fields(module_tree)
+    for name, widget in parameter_bindings(panel).items():
+        widget_class, annotation = widget.get("class"), fields[name]
+        if widget_class == "QComboBox":
+            assert annotation.startswith("Annotated[str, Choice("), (name, annotation)
+        elif widget_class == "QSpinBox":
+            assert re.match(r"Annotated\[int, WithinRange\(", annotation), (name, annotation)
+        elif widget_class == "ctkSliderWidget":
+            assert re.match(r"Annotated\[float, WithinRange\(", annotation), (name, annotation)
+        elif widget_class == "QCheckBox":
+            assert annotation == "bool", (name, annotation)
+        elif widget_class == "qMRMLNodeComboBox":
+            node_types = [s.text for s in widget.find("property[@name='nodeTypes']/stringlist")]
+            assert node_types == [annotation], (name, annotation, node_types)
+        else:
+            pytest.fail(f"{name}: no parameter connector for {widget_class}")
+
+
+def test_panel_choices_equal_the_engines():
+    from ldseg import fusion, inference, uncertainty
+    from LDSegLib import options
+
+    assert options.FUSION_METHODS == fusion.FUSION_METHODS
+    assert options.UNCERTAINTY_MEASURES == uncertainty.UNCERTAINTY_MEASURES
+    assert options.DEVICES == inference.DEVICES
+    assert (options.MAX_SAMPLES, options.MAX_STEPS) == (inference.MAX_SAMPLES, inference.MAX_STEPS)
+
+
+def cmake_list(variable):
+    text = (MODULE_DIRECTORY / "CMakeLists.txt").read_text(encoding="utf-8")
+    block = re.search(rf"set\({variable}\n(.*?)\n  \)", text, re.S)
+    assert block, f"set({variable} ...) not found"
+    return [line.strip().replace("${MODULE_NAME}", "LDSeg") for line in block.group(1).splitlines() if line.strip()]
+
+
+def test_every_python_file_is_listed_in_the_build():
+    listed = set(cmake_list("MODULE_PYTHON_SCRIPTS"))
+    on_disk = {
+        path.relative_to(MODULE_DIRECTORY).as_posix()
+        for path in MODULE_DIRECTORY.rglob("*.py")
+        if "__pycache__" not in path.parts
+    }
+    assert on_disk - listed == set(), f"add to LDSegSlicer/CMakeLists.txt: {sorted(on_disk - listed)}"
+    assert listed - on_disk == set(), f"listed but missing: {sorted(listed - on_disk)}"
+
+
+def test_every_resource_is_listed_in_the_build():
+    listed = set(cmake_list("MODULE_RESOURCES"))
+    needed = {
+        path.relative_to(REPO).as_posix()
+        for path in (REPO / "Resources").rglob("*")
+        if path.is_file() and path.parts[len(REPO.parts) + 1] not in ("Models", "Screenshots")
+    }
+    assert needed == listed
+    assert all((REPO / name).is_file() for name in listed)
+
+
+def test_extension_description_matches_the_build():
+    cmake = (REPO / "CMakeLists.txt").read_text(encoding="utf-8")
+    metadata = {key.lower(): value for key, value in re.findall(r'set\(EXTENSION_(\w+) "(.*?)"\)', cmake)}
+    s4ext = dict(
+        line.split(" ", 1) for line in (REPO / "LDSegSlicer.s4ext").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    )
+    for key in ("homepage", "category", "contributors", "description", "iconurl", "screenshoturls", "depends"):
+        assert s4ext[key] == metadata[key], key
+    assert "slicerMacroBuildScriptedModule" in (MODULE_DIRECTORY / "CMakeLists.txt").read_text(encoding="utf-8")
+    for url in [metadata["iconurl"], *metadata["screenshoturls"].split()]:
+        local = REPO / url.split("/main/", 1)[1]
+        assert local.is_file(), f"{url} points to {local}, which does not exist"
+    assert "Apache License" in (REPO / "LICENSE").read_text(encoding="utf-8")
+
+
+def top_level_imports(path):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_loading_the_module_imports_nothing_heavy():
+    """Extension review rule: heavy packages are imported lazily, never when Slicer loads the module."""
+    for path in [MODULE_FILE, *sorted((MODULE_DIRECTORY / "LDSegLib").glob("*.py"))]:
+        heavy = top_level_imports(path) & HEAVY_MODULES
+        assert not heavy, f"{path.name} imports {heavy} at file scope"
+
+
+def test_the_scene_layer_never_imports_qt():
+    for path in sorted((MODULE_DIRECTORY / "LDSegLib").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        modules = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        modules |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        assert not {"qt", "ctk", "PythonQt"} & modules, path.name
