@@ -9,7 +9,7 @@ leaves nothing behind.
 
 from __future__ import annotations
 
-import io
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -23,12 +23,20 @@ from . import __version__
 from .card import Label, ModelCard
 from .dicom_input import DicomSeries
 from .errors import LDSegError
-from .imageio import atomic_write_bytes
+from .uncertainty import uncertainty_range
 
 ALGORITHM_TYPES = ("AUTOMATIC", "SEMIAUTOMATIC", "MANUAL")
 MANUFACTURER = "LDSegSlicer"
 SPACING_TOLERANCE_MM = 1e-3
 DIRECTION_TOLERANCE = 1e-4
+# Real-world value mapping of each uncertainty measure (ldseg.uncertainty): LUT label (16
+# characters at most) and explanation (64); the values have no unit (entropies in nats).
+MEASURE_LABELS = {
+    "entropy": ("Entropy", "Predictive entropy of the mean class probability, nats"),
+    "mutual_information": ("MutualInfo", "Mutual information between samples and classes, nats"),
+    "disagreement": ("Disagreement", "Share of diffusion samples outvoting the majority"),
+    "variance": ("Variance", "Largest per-class variance of sample probabilities"),
+}
 # Offsets from the source series number, so the derived series sort after their source in a viewer.
 SEG_SERIES_OFFSET, PROBABILITY_SERIES_OFFSET, UNCERTAINTY_SERIES_OFFSET = 1000, 1001, 1002
 
@@ -88,7 +96,7 @@ def write_dicom_seg(
 
 
 def write_probability_seg(
-    probabilities: sitk.Image,
+    mean_probability: np.ndarray,
     source: DicomSeries,
     card: ModelCard,
     out_path: str | Path,
@@ -96,19 +104,19 @@ def write_probability_seg(
 ) -> Path:
     """Writes the mean class probabilities as a FRACTIONAL PROBABILITY SEG, one segment per card label.
 
-    probabilities: vector image on the source grid with card.num_classes components in [0, 1],
-        component 0 the background and component v the label of value v (the model's class order).
-    Stored in 8 bits (values 0..255), the precision DICOM FRACTIONAL SEG usually carries.
+    mean_probability: (C, z, y, x) array on the source grid (numpy order of source.image), C =
+        card.num_classes, class 0 the background and class v the label of value v.
+    Stored in 8 bits (0..255), the precision DICOM FRACTIONAL SEG carries at most.
     """
-    probabilities = _on_source_grid(probabilities, source, "probability map")
-    if probabilities.GetNumberOfComponentsPerPixel() != card.num_classes:
+    expected = (card.num_classes, *sitk.GetArrayViewFromImage(source.image).shape)
+    if mean_probability.shape != expected:
         raise LDSegError(
-            f"The probability map has {probabilities.GetNumberOfComponentsPerPixel()} components per voxel; "
-            f"model {card.name} has {card.num_classes} classes (background first)."
+            f"The probability map has shape {mean_probability.shape}; export needs {expected} "
+            f"({card.num_classes} classes of model {card.name} on the grid of source series {source.series_uid})."
         )
-    array = sitk.GetArrayFromImage(probabilities).astype(np.float32)
     structures = tuple(sorted(card.labels, key=lambda label: label.value))
-    fractions = np.clip(array[..., [label.value for label in structures]], 0.0, 1.0)
+    fractions = np.clip(np.moveaxis(mean_probability[[label.value for label in structures]], 0, -1), 0.0, 1.0)
+    fractions = fractions.astype(np.float32, copy=False)
     empty = [label.name for i, label in enumerate(structures) if not np.any(fractions[..., i] >= 0.5 / 255)]
     if empty:
         raise LDSegError(f"Probability of {', '.join(empty)} is zero everywhere; there is nothing to export.")
@@ -129,30 +137,28 @@ def write_probability_seg(
 
 
 def write_uncertainty_parametric_map(
-    uncertainty: sitk.Image,
-    source: DicomSeries,
-    card: ModelCard,
-    out_path: str | Path,
-    measure: str = "Uncertainty",
-    explanation: str = "LDSeg per-voxel uncertainty over diffusion samples",
+    uncertainty: sitk.Image, source: DicomSeries, card: ModelCard, measure: str, out_path: str | Path
 ) -> Path:
-    """Writes the per-voxel uncertainty map (float) as a DICOM Parametric Map referencing the source.
+    """Writes the per-voxel uncertainty map (float32) as a DICOM Parametric Map referencing the source.
 
-    measure: short name shown as the map's label (at most 16 characters), e.g. "Entropy".
-    explanation: one line saying how the value was computed (at most 64 characters).
+    measure: the map's definition, one of ldseg.uncertainty.UNCERTAINTY_MEASURES; it names the
+        real-world value mapping and sets its range and the display window.
     """
+    if measure not in MEASURE_LABELS:
+        raise LDSegError(f"Unknown uncertainty measure {measure!r}; choose one of {', '.join(MEASURE_LABELS)}.")
     uncertainty = _on_source_grid(uncertainty, source, "uncertainty map")
     if uncertainty.GetNumberOfComponentsPerPixel() != 1:
         raise LDSegError("The uncertainty map must be a scalar image (one value per voxel).")
     array = sitk.GetArrayFromImage(uncertainty).astype(np.float32)
     if not np.all(np.isfinite(array)):
         raise LDSegError("The uncertainty map holds NaN or infinite values; recompute it before export.")
-    low, high = float(array.min()), float(array.max())
+    low, high = uncertainty_range(measure, card.num_classes)
+    label, explanation = MEASURE_LABELS[measure]
     mapping = hd.pm.RealWorldValueMapping(
-        lut_label=measure[:16],
-        lut_explanation=explanation[:64],
+        lut_label=label,
+        lut_explanation=explanation,
         unit=codes.UCUM.NoUnits,
-        value_range=(low, high),
+        value_range=(min(low, float(array.min())), max(high, float(array.max()))),
         slope=1.0,
         intercept=0.0,
     )
@@ -164,12 +170,12 @@ def write_uncertainty_parametric_map(
         voi_lut_transformations=[
             # LINEAR_EXACT maps [low, high] exactly, also for the small ranges of entropy or variance.
             hd.VOILUTTransformation(
-                window_center=(low + high) / 2, window_width=max(high - low, 1e-6), voi_lut_function="LINEAR_EXACT"
+                window_center=(low + high) / 2, window_width=high - low, voi_lut_function="LINEAR_EXACT"
             )
         ],
         content_label="LDSEGUNC",
-        content_description=f"{card.name} {card.version} {measure}"[:64],
-        series_description=f"LDSeg {measure} of {source.description}"[:64],
+        content_description=f"{card.name} {card.version} {label}"[:64],
+        series_description=f"LDSeg {label} of {source.description}"[:64],
         **_new_instance(source, card, UNCERTAINTY_SERIES_OFFSET),
     )
     _copy_laterality(source, parametric_map)
@@ -297,10 +303,17 @@ def _copy_laterality(source: DicomSeries, derived: pydicom.Dataset) -> None:
 
 
 def _save_atomically(dataset: pydicom.Dataset, out_path: str | Path) -> Path:
-    """Encodes in memory, then writes through a temporary file, so a failure leaves no half file."""
+    """Writes through a temporary file beside out_path, so a failure leaves no half file.
+
+    Not imageio.atomic_write_bytes: its temporary file is private (mode 0600), and DICOM files are
+    usually read by other accounts (a PACS sender, a shared study folder).
+    """
     out_path = Path(out_path)
-    buffer = io.BytesIO()
-    dataset.save_as(buffer, enforce_file_format=True)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out_path, buffer.getvalue())
+    temporary = out_path.with_name(f".{out_path.name}.{os.getpid()}.partial")
+    try:
+        dataset.save_as(temporary, enforce_file_format=True)
+        os.replace(temporary, out_path)
+    finally:
+        temporary.unlink(missing_ok=True)
     return out_path

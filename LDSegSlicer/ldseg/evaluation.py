@@ -10,8 +10,8 @@ centre a to the nearest voxel centre of B, using the image spacing; all computed
 | figure | definition |
 | --- | --- |
 | Dice | 2 |P & T| / (|P| + |T|) (1 when both are empty); `monai.metrics.DiceMetric` |
-| HD95 (mm) | max(95th percentile of d(a, dT) over a in dP, 95th percentile of d(b, dP) over b in dT); `compute_hausdorff_distance(percentile=95)`; empty when P or T is empty |
-| ASSD (mm) | mean of all d(a, dT), a in dP, and d(b, dP), b in dT, pooled; `compute_average_surface_distance(symmetric=True)` |
+| HD95 (mm) | max(95th percentile of d(a, dT) over a in dP, 95th percentile of d(b, dP) over b in dT), as MONAI's `compute_hausdorff_distance(percentile=95)`; empty when P or T is empty |
+| ASSD (mm) | mean of all d(a, dT), a in dP, and d(b, dP), b in dT, pooled, as MONAI's `compute_average_surface_distance(symmetric=True)` |
 | single-sample Dice | Dice of each posterior sample alone, averaged over the samples |
 | pairwise Dice | sample diversity: mean Dice over all pairs of samples (1 = identical); empty for one sample |
 | AUROC | how well the per-voxel uncertainty ranks the fused segmentation's error voxels (fused label != true label) above the correct ones: Mann-Whitney U / (n_error n_correct), ties counted half; 1 = perfect, 0.5 = chance |
@@ -37,12 +37,8 @@ from typing import Any, Protocol
 import numpy as np
 import SimpleITK as sitk
 import torch
-from monai.metrics import (
-    CalibrationErrorMetric,
-    DiceMetric,
-    compute_average_surface_distance,
-    compute_hausdorff_distance,
-)
+from monai.metrics import CalibrationErrorMetric, DiceMetric
+from monai.metrics.utils import get_edge_surface_distance
 
 from .data import Case, find_cases, read_case
 from .errors import LDSegError
@@ -132,14 +128,23 @@ def dice(prediction: np.ndarray, truth: np.ndarray) -> float:
 
 
 def surface_distances(prediction: np.ndarray, truth: np.ndarray, spacing: tuple[float, ...]) -> tuple[float | None, float | None]:
-    """(HD95, ASSD) in mm of two boolean masks; `spacing` in array order (z, y, x). None if a mask is empty."""
+    """(HD95, ASSD) in mm of two boolean masks; `spacing` in array order (z, y, x). None if a mask is empty.
+
+    One call of MONAI's get_edge_surface_distance gives both directed distance sets, from which
+    HD95 and ASSD follow exactly as compute_hausdorff_distance(percentile=95) and
+    compute_average_surface_distance(symmetric=True) derive them (each of those would redo the search).
+    """
     if not prediction.any() or not truth.any():
         return None, None
-    pred, true = _as_batch(prediction), _as_batch(truth)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        hd95 = compute_hausdorff_distance(pred, true, include_background=True, percentile=95, spacing=list(spacing))
-        assd = compute_average_surface_distance(pred, true, include_background=True, symmetric=True, spacing=list(spacing))
+        _, (to_truth, to_prediction), _ = get_edge_surface_distance(
+            torch.from_numpy(np.ascontiguousarray(prediction)), torch.from_numpy(np.ascontiguousarray(truth)),
+            spacing=list(spacing), symmetric=True,
+        )
+    to_truth, to_prediction = to_truth.double().numpy(), to_prediction.double().numpy()
+    hd95 = max(np.percentile(to_truth, 95), np.percentile(to_prediction, 95))
+    assd = np.concatenate([to_truth, to_prediction]).mean()
     return float(hd95), float(assd)
 
 

@@ -38,6 +38,7 @@ class SlicerScene:
     segmentations_logic: object
     sequences_logic: object
     terminologies_logic: object
+    keep_alive: list  # the application logic holds module logics weakly
 
     def load_volume(self, path, name="knee"):
         node = self.volumes_logic.AddArchetypeVolume(str(path), name)
@@ -64,11 +65,14 @@ def make_slicer_scene() -> SlicerScene:
     app.SetSliceLogics(vtk.vtkCollection())
     app.SetViewLogics(vtk.vtkCollection())
 
+    keep_alive = []
+
     def module_logic(cls, name):
         logic = cls()
         logic.SetMRMLApplicationLogic(app)
         logic.SetMRMLScene(scene)
         app.SetModuleLogic(name, logic)
+        keep_alive.append(logic)
         return logic
 
     module_logic(slicer.vtkSlicerColorLogic, "Colors")
@@ -86,7 +90,7 @@ def make_slicer_scene() -> SlicerScene:
         slice_logic.SetMRMLScene(scene)
         slice_logic.AddSliceNode(view).SetOrientation(orientation)
         app.GetSliceLogics().AddItem(slice_logic)
-    return SlicerScene(scene, app, volumes, segmentations, sequences, terminologies)
+    return SlicerScene(scene, app, volumes, segmentations, sequences, terminologies, keep_alive)
 
 
 def knee_masks() -> tuple[np.ndarray, np.ndarray]:

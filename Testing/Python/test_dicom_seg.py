@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import highdicom as hd
@@ -19,8 +20,14 @@ import SimpleITK as sitk
 import dicom_factory
 from ldseg.card import ModelCard, knee_labels
 from ldseg.dicom_input import DicomSeries, read_dicom_series
-from ldseg.dicom_seg import write_dicom_seg, write_probability_seg, write_uncertainty_parametric_map
+from ldseg.dicom_seg import (
+    MEASURE_LABELS,
+    write_dicom_seg,
+    write_probability_seg,
+    write_uncertainty_parametric_map,
+)
 from ldseg.errors import LDSegError
+from ldseg.uncertainty import UNCERTAINTY_MEASURES
 
 CARD = ModelCard(name="ldseg-knee-test", version="0.3.1", description="test card", labels=knee_labels(), model_grid=(64, 64, 64))
 
@@ -203,19 +210,16 @@ def test_refused_export_keeps_an_existing_file(case, tmp_path):
     assert list(tmp_path.iterdir()) == [out]
 
 
-def probabilities_from(labels: sitk.Image) -> tuple[sitk.Image, np.ndarray]:
-    """A soft version of the label map: 0.8 on the true class, 0.1 on each other (background first)."""
+def mean_probability_from(labels: sitk.Image) -> np.ndarray:
+    """A soft version of the label map, (C, z, y, x): 0.8 on the true class, 0.1 on each other."""
     values = sitk.GetArrayFromImage(labels)
-    array = np.stack([np.where(values == k, 0.8, 0.1) for k in range(CARD.num_classes)], axis=-1).astype(np.float32)
-    image = sitk.GetImageFromArray(array, isVector=True)
-    image.CopyInformation(labels)
-    return image, array
+    return np.stack([np.where(values == k, 0.8, 0.1) for k in range(CARD.num_classes)]).astype(np.float32)
 
 
 def test_probability_seg_is_fractional_valid_and_reads_back(case, tmp_path):
     series, labels = case
-    probabilities, array = probabilities_from(labels)
-    path = write_probability_seg(probabilities, series, CARD, tmp_path / "knee-probability.dcm")
+    mean_probability = mean_probability_from(labels)
+    path = write_probability_seg(mean_probability, series, CARD, tmp_path / "knee-probability.dcm")
     assert dciodvfy(path) == ([], [])
     seg = hd.seg.segread(path)
     assert seg.segmentation_type == hd.seg.SegmentationTypeValues.FRACTIONAL
@@ -225,7 +229,20 @@ def test_probability_seg_is_fractional_valid_and_reads_back(case, tmp_path):
     pixels = seg.get_pixels_by_source_instance(
         uids, segment_numbers=[1, 2], assert_missing_frames_are_empty=True, rescale_fractional=True
     )
-    np.testing.assert_allclose(pixels, array[..., 1:], atol=0.5 / 255)
+    np.testing.assert_allclose(pixels, np.moveaxis(mean_probability[1:], 0, -1), atol=0.5 / 255)
+
+
+def test_probability_seg_refuses_a_map_of_another_shape(case, tmp_path):
+    series, labels = case
+    mean_probability = mean_probability_from(labels)[:, 1:]
+    assert_refused_and_nothing_written(
+        tmp_path, "probability map has shape", lambda out: write_probability_seg(mean_probability, series, CARD, out)
+    )
+
+
+def test_every_uncertainty_measure_has_a_dicom_label():
+    assert set(MEASURE_LABELS) == set(UNCERTAINTY_MEASURES)
+    assert all(len(label) <= 16 and len(explanation) <= 64 for label, explanation in MEASURE_LABELS.values())
 
 
 def test_uncertainty_parametric_map_is_valid_and_reads_back(case, tmp_path):
@@ -233,16 +250,17 @@ def test_uncertainty_parametric_map_is_valid_and_reads_back(case, tmp_path):
     values = np.random.default_rng(0).random(sitk.GetArrayViewFromImage(labels).shape, dtype=np.float32) * 0.7
     uncertainty = sitk.GetImageFromArray(values)
     uncertainty.CopyInformation(labels)
-    path = write_uncertainty_parametric_map(uncertainty, series, CARD, tmp_path / "knee-uncertainty.dcm", measure="Entropy")
+    path = write_uncertainty_parametric_map(uncertainty, series, CARD, "entropy", tmp_path / "knee-uncertainty.dcm")
     errors, warnings = dciodvfy(path)
     assert errors == []
-    # dicom3tools predates the defined term QUANTITY (Image Type value 4) that highdicom writes.
+    # dicom3tools 20220618 predates the defined term QUANTITY (Image Type value 4) that highdicom writes.
     assert all("QUANTITY" in warning for warning in warnings)
     parametric_map = pydicom.dcmread(path)
     assert parametric_map.SOPClassUID == pydicom.uid.ParametricMapStorage
     assert parametric_map.ReferencedSeriesSequence[0].SeriesInstanceUID == series.series_uid
     mapping = parametric_map.SharedFunctionalGroupsSequence[0].RealWorldValueMappingSequence[0]
     assert mapping.LUTLabel == "Entropy"
+    assert float(mapping.DoubleFloatRealWorldValueLastValueMapped) == pytest.approx(np.log(CARD.num_classes))
     # highdicom orders frames along its own 3D dimension; each frame names the slice it derives from.
     slice_of = {header.SOPInstanceUID: index for index, header in enumerate(series.headers)}
     frames = parametric_map.pixel_array.reshape(-1, *values.shape[1:])
@@ -257,5 +275,29 @@ def test_parametric_map_refuses_a_map_off_the_source_grid(case, tmp_path):
     uncertainty = sitk.Cast(labels, sitk.sitkFloat32)[:, :, 1:]
     assert_refused_and_nothing_written(
         tmp_path, "uncertainty map no longer matches",
-        lambda out: write_uncertainty_parametric_map(uncertainty, series, CARD, out),
+        lambda out: write_uncertainty_parametric_map(uncertainty, series, CARD, "entropy", out),
     )
+
+
+def test_cli_segments_a_dicom_folder_into_valid_dicom_objects(random_model, tmp_path):
+    image, _ = dicom_factory.knee_case()
+    dicom_factory.write_mr_series(image, tmp_path / "knee")
+    output = tmp_path / "out"
+    run = subprocess.run(
+        [sys.executable, "-m", "ldseg.cli", "segment", str(tmp_path / "knee"), "-o", str(output), "--model", str(random_model),
+         "--samples", "2", "--progress", "none", "--dicom-seg", "--dicom-probability", "--dicom-uncertainty"],
+        capture_output=True, text=True, timeout=600,
+    )
+    if run.returncode != 0 and "are empty" in run.stderr:
+        pytest.skip("the randomly initialised model left a structure empty, which DICOM SEG cannot hold")
+    assert run.returncode == 0, run.stderr
+    series = read_dicom_series(tmp_path / "knee")
+    for name in ("knee-seg.dcm", "knee-probability-seg.dcm", "knee-uncertainty-pm.dcm"):
+        errors, _ = dciodvfy(output / name)
+        assert errors == [], name
+        assert pydicom.dcmread(output / name).ReferencedSeriesSequence[0].SeriesInstanceUID == series.series_uid
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(output / "knee.seg.nrrd")))
+    seg = hd.seg.segread(output / "knee-seg.dcm")
+    uids = [header.SOPInstanceUID for header in series.headers]
+    pixels = seg.get_pixels_by_source_instance(uids, combine_segments=True, assert_missing_frames_are_empty=True)
+    np.testing.assert_array_equal(pixels, labels)

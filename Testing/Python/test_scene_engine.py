@@ -1,0 +1,49 @@
+"""The real engine, end to end: the panel's code path runs `python -m ldseg.cli segment` in a
+background process on a real (shrunk) knee with a randomly initialised model, and the result
+files are imported into a slicer-core scene."""
+
+import sys
+
+import pytest
+import vtk
+
+from scene_fixtures import make_slicer_scene
+
+slicer = pytest.importorskip("slicer")
+
+from LDSegLib import process  # noqa: E402
+from LDSegLib.run import RunSettings, SegmentationRun  # noqa: E402
+
+
+def test_engine_command_line_result_becomes_scene_nodes(random_model, small_knee, tmp_path):
+    import SimpleITK as sitk
+
+    image_path = tmp_path / "knee1.nrrd"
+    sitk.WriteImage(small_knee, str(image_path))
+    app = make_slicer_scene()
+    volume = app.load_volume(image_path, "knee1")
+    settings = RunSettings(model=str(random_model), samples=2, steps=2, device="cpu", seed=3, save_samples=True)
+    run = SegmentationRun(app.scene, volume, settings, sequences_logic=app.sequences_logic, python=sys.executable)
+    run.start()
+    state = run.wait(timeout=900)
+    assert state.finished and state.error is None, state.error
+    assert any(isinstance(event, process.Progress) for event in state.events)
+    assert state.seconds is not None and state.seconds > 0
+
+    segmentation = state.result.segmentation.GetSegmentation()
+    names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+    assert names == ["Femur", "Tibia"]
+    for index in range(2):
+        segment = segmentation.GetNthSegment(index)
+        value = vtk.mutable("")
+        assert segment.GetTag("DICOM.SegmentAlgorithmType", value) and str(value) == "AUTOMATIC"
+        assert segment.GetTag(segment.GetTerminologyEntryTagName(), value) and "SCT^123037004" in str(value)
+
+    uncertainty = state.result.uncertainty
+    assert uncertainty.GetImageData().GetDimensions() == volume.GetImageData().GetDimensions()
+    expected, actual = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
+    volume.GetIJKToRASMatrix(expected)
+    uncertainty.GetIJKToRASMatrix(actual)
+    assert all(abs(expected.GetElement(r, c) - actual.GetElement(r, c)) < 1e-4 for r in range(4) for c in range(4))
+    assert state.result.statistics_table.GetNumberOfRows() == 2
+    assert state.result.samples_browser.GetMasterSequenceNode().GetNumberOfDataNodes() == 2
