@@ -90,6 +90,7 @@ class LDSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._deviceProbe = None
+        self._models = []
         self._timer = qt.QTimer()
         self._timer.setInterval(200)
         self._timer.timeout.connect(self.onTimer)
@@ -173,16 +174,16 @@ class LDSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.nextRegionButton.enabled = bool(uncertainty)
 
     def refreshModels(self) -> None:
-        models = self.logic.installedModels()
+        self._models = self.logic.installedModels()
         combo = self.ui.modelComboBox
         combo.clear()
-        for model in models:
-            combo.addItem(model.name, model)
+        for model in self._models:
+            combo.addItem(f"{model.name}")
         if self._parameterNode and self._parameterNode.model:
             combo.setCurrentText(self._parameterNode.model)
 
     def onModelSelected(self, index: int) -> None:
-        model = self.ui.modelComboBox.itemData(index) if index >= 0 else None
+        model = self._models[index] if 0 <= index < len(self._models) else None
         self.ui.modelVersionLabel.text = f"{model.version} ({model.source})" if model else "-"
         if self._parameterNode:
             self._parameterNode.model = model.name if model else ""

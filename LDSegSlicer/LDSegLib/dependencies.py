@@ -7,6 +7,7 @@ the widget asks first, then calls install().
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from importlib import metadata
 
@@ -16,22 +17,30 @@ class Requirement:
     distribution: str  # name on PyPI
     module: str  # name to import
     minimum: str  # lowest version the engine is tested with
+    below: str | None = None  # first version that is not supported, if any
 
     @property
     def specifier(self) -> str:
-        return f"{self.distribution}>={self.minimum}"
+        return f"{self.distribution}>={self.minimum}" + (f",<{self.below}" if self.below else "")
 
 
-TORCH = Requirement("torch", "torch", "2.1")
+# The engine's dependencies (pyproject.toml, including the "dicom" extra), as Slicer's Python needs them.
+TORCH = Requirement("torch", "torch", "2.4")
 REQUIREMENTS = (
     TORCH,
-    Requirement("monai", "monai", "1.3"),
-    Requirement("safetensors", "safetensors", "0.4"),
-    Requirement("SimpleITK", "SimpleITK", "2.2"),
-    Requirement("slicerio", "slicerio", "1.1"),
+    Requirement("monai", "monai", "1.6", below="1.7"),
+    Requirement("einops", "einops", "0.7"),
+    Requirement("numpy", "numpy", "1.26"),
+    Requirement("SimpleITK", "SimpleITK", "2.3"),
     Requirement("nibabel", "nibabel", "5.0"),
-    Requirement("pydicom", "pydicom", "2.4"),
-    Requirement("highdicom", "highdicom", "0.22"),
+    Requirement("safetensors", "safetensors", "0.4"),
+    Requirement("slicerio", "slicerio", "1.4"),
+    Requirement("pynrrd", "nrrd", "1.0"),
+    Requirement("PyYAML", "yaml", "6.0"),
+    Requirement("matplotlib", "matplotlib", "3.8"),
+    Requirement("tqdm", "tqdm", "4.66"),
+    Requirement("pydicom", "pydicom", "3.0"),
+    Requirement("highdicom", "highdicom", "0.28"),
 )
 
 
@@ -43,16 +52,24 @@ class Missing:
     def describe(self) -> str:
         if self.installed is None:
             return f"{self.requirement.distribution} (not installed)"
-        return f"{self.requirement.distribution} {self.installed} (LDSeg needs {self.requirement.minimum} or newer)"
+        needed = f"{self.requirement.minimum} or newer" + (f", below {self.requirement.below}" if self.requirement.below else "")
+        return f"{self.requirement.distribution} {self.installed} (LDSeg needs {needed})"
 
 
-def missing_requirements(requirements=REQUIREMENTS, version_of=None) -> list[Missing]:
-    """Requirements that are absent or older than their minimum version."""
+def missing_requirements(requirements=REQUIREMENTS, version_of=None, importable=None) -> list[Missing]:
+    """Requirements that are absent or older than their minimum version.
+
+    A module that imports but has no package metadata was built into Slicer (SimpleITK, for one):
+    it counts as present, and is never reinstalled over Slicer's own copy.
+    """
     version_of = version_of or _installed_version
+    importable = importable or _importable
     missing = []
     for requirement in requirements:
         installed = version_of(requirement.distribution)
-        if installed is None or _version_tuple(installed) < _version_tuple(requirement.minimum):
+        if installed is None and importable(requirement.module):
+            continue
+        if installed is None or not _supported(installed, requirement):
             missing.append(Missing(requirement, installed))
     return missing
 
@@ -94,6 +111,17 @@ def install(missing: list[Missing]) -> None:
         pip_ensure([PipRequirement(text) for text in specifiers], prompt_install=False, requester="LDSeg")
     else:
         slicer.util.pip_install(specifiers)
+
+
+def _supported(version: str, requirement: Requirement) -> bool:
+    numbers = _version_tuple(version)
+    if numbers < _version_tuple(requirement.minimum):
+        return False
+    return requirement.below is None or numbers < _version_tuple(requirement.below)
+
+
+def _importable(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
 
 
 def _installed_version(distribution: str) -> str | None:

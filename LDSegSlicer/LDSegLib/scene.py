@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from . import display
 from .summary import EngineResult, Label
-from .terminology import terminology_entry
+from .terminology import context_name, parse_terminology_entry, terminology_entry
 
 ALGORITHM_TYPE_TAG = "DICOM.SegmentAlgorithmType"
 ALGORITHM_NAME_TAG = "DICOM.SegmentAlgorithmName"
@@ -122,23 +122,47 @@ def _read_volume(path):
 def _describe_segments(segmentation_node, result: EngineResult) -> None:
     """Names, colors, terminology and DICOM algorithm tags from the model card labels.
 
-    Segments are matched to labels by name, which the engine writes from the same card.
+    Segments are matched to the summary's labels by name (the engine writes both from the same
+    card). Without labels in the summary, the card's codes come from the segments' own terminology,
+    which the engine wrote from the card.
     """
     segmentation = segmentation_node.GetSegmentation()
     labels = {label.name: label for label in result.labels}
     for index in range(segmentation.GetNumberOfSegments()):
         segment = segmentation.GetNthSegment(index)
-        label: Label | None = labels.get(segment.GetName())
-        if label is None:
-            known = ", ".join(labels) or "none"
-            raise ResultImportError(
-                f"Segment {segment.GetName()!r} in {result.segmentation_path.name} is not a label of model "
-                f"{result.model_name} {result.model_version} (labels: {known})."
-            )
-        segment.SetColor(*label.color)
-        segment.SetTag(segment.GetTerminologyEntryTagName(), terminology_entry(label.category, label.type))
+        if labels:
+            label: Label | None = labels.get(segment.GetName())
+            if label is None:
+                raise ResultImportError(
+                    f"Segment {segment.GetName()!r} in {result.segmentation_path.name} is not a label of model "
+                    f"{result.model_name} {result.model_version} (labels: {', '.join(labels)})."
+                )
+            color, category, type_ = label.color, label.category, label.type
+        else:
+            color, (category, type_) = segment.GetColor(), _codes_of(segment, result)
+        segment.SetColor(*color)
+        segment.SetTag(segment.GetTerminologyEntryTagName(), terminology_entry(category, type_))
         segment.SetTag(ALGORITHM_TYPE_TAG, "AUTOMATIC")
         segment.SetTag(ALGORITHM_NAME_TAG, result.algorithm_name)
+
+
+def _codes_of(segment, result: EngineResult):
+    """Category and type codes from the terminology the engine wrote into the segment.
+
+    Slicer gives a segment without terminology a default one ("Tissue"), so only entries in LDSeg's
+    own terminology context count.
+    """
+    import vtk
+
+    entry = vtk.mutable("")
+    if not segment.GetTag(segment.GetTerminologyEntryTagName(), entry) or not str(entry).startswith(
+        context_name() + "~"
+    ):
+        raise ResultImportError(
+            f"Segment {segment.GetName()!r} in {result.segmentation_path.name} has no LDSeg terminology and the "
+            "summary lists no labels; it was not written by a compatible version of LDSeg."
+        )
+    return parse_terminology_entry(str(entry))
 
 
 def _commit_segmentation(scene, loaded, target, name):
@@ -178,9 +202,9 @@ def statistics_table(scene, result: EngineResult, name: str):
     columns = [vtk.vtkStringArray()] + [vtk.vtkDoubleArray() for _ in STATISTICS_COLUMNS[1:]]
     for column, (title, _, _) in zip(columns, STATISTICS_COLUMNS):
         column.SetName(title)
-    for label in result.labels:
-        figures = result.statistics.get(label.name)
-        columns[0].InsertNextValue(label.name)
+    for name in [label.name for label in result.labels] or list(result.statistics):
+        figures = result.statistics.get(name)
+        columns[0].InsertNextValue(name)
         values = (
             (figures.volume_ml, figures.mean_uncertainty, figures.boundary_uncertainty, figures.mean_pairwise_dice)
             if figures

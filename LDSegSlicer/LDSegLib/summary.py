@@ -5,7 +5,6 @@ The command line writes the summary next to the result files; the scene layer im
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -73,7 +72,7 @@ def read_summary(path: str | Path) -> EngineResult:
         raise SummaryError(f"The engine summary {path} cannot be read ({error}).") from None
     try:
         return _parse(data, path)
-    except (KeyError, TypeError, ValueError, ImportError) as error:
+    except (KeyError, TypeError, ValueError) as error:
         raise SummaryError(f"The engine summary {path} lacks what LDSeg needs ({error!r}).") from None
 
 
@@ -81,7 +80,7 @@ def _parse(data: dict, path: Path) -> EngineResult:
     folder = path.parent
     files = data["files"]
     model = data["model"]
-    labels = _labels(data.get("labels"), str(model["name"]))
+    labels = _labels(data.get("labels"))
     measure = str(data["settings"]["uncertainty"])
     low, high = data["uncertainty_range"]
     statistics = {
@@ -110,14 +109,8 @@ def _parse(data: dict, path: Path) -> EngineResult:
     )
 
 
-def _labels(items: list[dict] | None, model_name: str) -> tuple[Label, ...]:
-    """Labels from the summary when it lists them, else from the installed model's card."""
-    if items is None:
-        from ldseg.card import CARD_FILE, ModelCard
-        from ldseg.store import resolve_model
-
-        card = ModelCard.load(resolve_model(model_name) / CARD_FILE)
-        items = [dataclasses.asdict(label) for label in card.labels]
+def _labels(items: list[dict] | None) -> tuple[Label, ...]:
+    """The model card's labels when the summary lists them; else empty (the segments describe themselves)."""
     return tuple(
         Label(
             value=int(item["value"]),
@@ -126,5 +119,5 @@ def _labels(items: list[dict] | None, model_name: str) -> tuple[Label, ...]:
             category=Code.from_dict(item["category"]),
             type=Code.from_dict(item["type"]),
         )
-        for item in items
+        for item in items or ()
     )

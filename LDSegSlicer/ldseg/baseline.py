@@ -57,8 +57,8 @@ BASELINE_FORMAT_VERSION = 1
 class BaselineArchitecture:
     """MONAI UNet sizes: one entry of `channels` per level, one stride per downsampling."""
 
-    channels: tuple[int, ...] = (8, 16, 32, 64)
-    strides: tuple[int, ...] = (2, 2, 2)
+    channels: tuple[int, ...] = (16, 32, 64, 128, 128)
+    strides: tuple[int, ...] = (2, 2, 2, 2)
     num_res_units: int = 1
     dropout: float = 0.1
 

@@ -20,7 +20,7 @@ import SimpleITK as sitk
 from pydicom.sr.codedict import codes
 
 from . import __version__
-from .card import Label, ModelCard
+from .card import Code, Label, ModelCard
 from .dicom_input import DicomSeries
 from .errors import LDSegError
 from .uncertainty import uncertainty_range
@@ -77,8 +77,8 @@ def write_dicom_seg(
     empty = [structure.name for structure in structures if structure.value not in present]
     if empty:
         raise LDSegError(
-            f"Segment(s) {', '.join(empty)} are empty; DICOM SEG cannot hold empty segments. "
-            "Draw them or remove them before export."
+            f"Segment(s) {', '.join(empty)} are empty, and a DICOM SEG cannot hold empty segments. "
+            "Check that the series covers them; in Slicer, draw or remove the empty segment before export."
         )
     masks = np.stack([values == structure.value for structure in structures], axis=-1).astype(np.uint8)
     segmentation = hd.seg.Segmentation(
@@ -273,7 +273,7 @@ def _segment_descriptions(
     return descriptions
 
 
-def _coded(code) -> hd.sr.CodedConcept:
+def _coded(code: Code) -> hd.sr.CodedConcept:
     return hd.sr.CodedConcept(value=code.code, scheme_designator=code.scheme, meaning=code.meaning)
 
 
@@ -286,7 +286,7 @@ def _new_instance(source: DicomSeries, card: ModelCard, series_offset: int) -> d
         sop_instance_uid=hd.UID(),
         instance_number=1,
         manufacturer=MANUFACTURER,
-        manufacturer_model_name=f"{card.name}"[:64],
+        manufacturer_model_name=card.name[:64],
         software_versions=f"ldseg {__version__}",
         device_serial_number=card.version[:64] or "unknown",  # software has no serial; the model version identifies it
     )

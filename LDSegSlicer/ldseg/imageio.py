@@ -125,7 +125,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         handle.write(data)
         temporary = Path(handle.name)
     try:
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
         os.replace(temporary, path)
     except OSError:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

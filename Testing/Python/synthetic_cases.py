@@ -14,6 +14,7 @@ import yaml
 
 from ldseg.card import Architecture
 
+REPO = Path(__file__).resolve().parents[2]
 SHAPE_ZYX = (20, 20, 36)
 TINY_GRID = [16, 16, 32]
 TINY_ARCHITECTURE = {

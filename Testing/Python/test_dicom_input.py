@@ -88,7 +88,9 @@ def test_files_and_headers_follow_slice_order_not_file_names(oblique):
     for index, (path, header) in enumerate(zip(series.files, series.headers)):
         assert pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID == header.SOPInstanceUID
         np.testing.assert_allclose(
-            [float(v) for v in header.ImagePositionPatient], image.TransformIndexToPhysicalPoint((0, 0, index)), atol=1e-6
+            [float(v) for v in header.ImagePositionPatient],
+            image.TransformIndexToPhysicalPoint((0, 0, index)),
+            atol=1e-6,
         )
     assert series.series_uid == series.headers[0].SeriesInstanceUID
 

@@ -5,6 +5,7 @@ The shared ground-truth label map stands in for a segmentation, so these tests n
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -29,7 +30,9 @@ from ldseg.dicom_seg import (
 from ldseg.errors import LDSegError
 from ldseg.uncertainty import UNCERTAINTY_MEASURES
 
-CARD = ModelCard(name="ldseg-knee-test", version="0.3.1", description="test card", labels=knee_labels(), model_grid=(64, 64, 64))
+CARD = ModelCard(
+    name="ldseg-knee-test", version="0.3.1", description="test card", labels=knee_labels(), model_grid=(64, 64, 64)
+)
 
 
 @pytest.fixture(scope="module", params=["axial", "oblique"])
@@ -78,7 +81,7 @@ def test_seg_passes_dciodvfy_without_errors_or_warnings(seg_file):
 def test_dcmqi_reads_back_masks_identical_to_ours_on_the_source_grid(case, seg_file, tmp_path):
     series, labels = case
     subprocess.run(
-        [segimage2itkimage(), "--inputDICOM", str(seg_file), "--outputDirectory", str(tmp_path), "-p", "seg", "-t", "nrrd"],
+        [segimage2itkimage(), "--inputDICOM", seg_file, "--outputDirectory", tmp_path, "-p", "seg", "-t", "nrrd"],
         check=True, capture_output=True,
     )
     meta = json.loads((tmp_path / "seg-meta.json").read_text())
@@ -131,8 +134,8 @@ def test_empty_frames_are_omitted_and_each_frame_matches_its_source_slice(case, 
     series, labels = case
     expected = sitk.GetArrayFromImage(labels)
     seg = hd.seg.segread(seg_file)
-    non_empty = [(k, label) for label in CARD.labels for k in range(expected.shape[0]) if np.any(expected[k] == label.value)]
-    assert seg.number_of_frames == len(non_empty)
+    non_empty_frames = sum(int(np.any(plane == label.value)) for label in CARD.labels for plane in expected)
+    assert seg.number_of_frames == non_empty_frames
     uids = [header.SOPInstanceUID for header in series.headers]
     pixels = seg.get_pixels_by_source_instance(uids, segment_numbers=[1, 2], assert_missing_frames_are_empty=True)
     np.testing.assert_array_equal(pixels[..., 0], expected == 1)
@@ -145,6 +148,24 @@ def test_edited_segmentation_is_written_as_semiautomatic(case, tmp_path):
     seg = hd.seg.segread(path)
     assert seg.get_segment_description(1).algorithm_type == hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC
     assert seg.get_segment_description(2).algorithm_type == hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC
+
+
+def test_slicer_export_from_source_files_with_its_own_segments(case, tmp_path):
+    """The Slicer Export button: source files from the DICOM database, the segments as edited there."""
+    series, labels = case
+    tibia = dataclasses.replace(CARD.labels[1], name="Tibia (edited)", color=(1.0, 0.0, 0.0))
+    tibia_only = sitk.Cast(labels == 2, sitk.sitkUInt8) * 2
+    path = write_dicom_seg(
+        tibia_only, DicomSeries.from_files(series.files), CARD, tmp_path / "edited.dcm",
+        algorithm_type="SEMIAUTOMATIC", structures=[tibia],
+    )
+    seg = hd.seg.segread(path)
+    assert seg.segment_numbers == [1]
+    description = seg.get_segment_description(1)
+    assert description.segment_label == "Tibia (edited)"
+    assert description.algorithm_type == hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC
+    rgb = hd.color.CIELabColor.from_dicom_value(tuple(description.RecommendedDisplayCIELabValue)).to_rgb()
+    np.testing.assert_allclose(rgb, (255, 0, 0), atol=1.0)
 
 
 def test_segmentation_stored_with_flipped_axes_is_written_on_the_source_grid(case, seg_file, tmp_path):
@@ -284,9 +305,9 @@ def test_cli_segments_a_dicom_folder_into_valid_dicom_objects(random_model, tmp_
     dicom_factory.write_mr_series(image, tmp_path / "knee")
     output = tmp_path / "out"
     run = subprocess.run(
-        [sys.executable, "-m", "ldseg.cli", "segment", str(tmp_path / "knee"), "-o", str(output), "--model", str(random_model),
+        [sys.executable, "-m", "ldseg.cli", "segment", tmp_path / "knee", "-o", output, "--model", random_model,
          "--samples", "2", "--progress", "none", "--dicom-seg", "--dicom-probability", "--dicom-uncertainty"],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=600, cwd=dicom_factory.REPO,
     )
     if run.returncode != 0 and "are empty" in run.stderr:
         pytest.skip("the randomly initialised model left a structure empty, which DICOM SEG cannot hold")

@@ -61,6 +61,7 @@ def test_dice_and_hd95_of_cubes_shifted_along_the_fine_axis_are_exact():
     assert 0.0 < assd < hd95
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # MONAI 1.6 warns about its own internal call
 def test_hd95_and_assd_equal_monai_s_own_functions():
     from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance
 
@@ -91,7 +92,7 @@ def test_identical_masks_score_dice_one_and_zero_distance():
 def test_empty_masks_give_dice_one_or_zero_and_no_distance():
     empty = np.zeros((8, 8, 8), dtype=bool)
     assert evaluation.dice(empty, empty) == 1.0
-    assert evaluation.dice(empty, cube(shape=(20, 20, 20))[:8, :8, :8] | True) == 0.0
+    assert evaluation.dice(empty, np.ones((8, 8, 8), dtype=bool)) == 0.0
     assert evaluation.surface_distances(empty, cube(), SPACING_ZYX) == (None, None)
 
 

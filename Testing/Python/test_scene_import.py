@@ -289,15 +289,32 @@ def test_scene_saved_as_mrb_and_loaded_again_keeps_the_results(case, tmp_path):
     assert composite.GetForegroundVolumeID() == uncertainty.GetID()
 
 
-def test_labels_come_from_the_installed_model_card_when_the_summary_lacks_them(tmp_path, monkeypatch):
-    from ldseg.card import CARD_FILE, ModelCard, knee_labels
+def test_without_labels_in_the_summary_the_segments_own_terminology_is_kept(tmp_path):
+    """The engine writes the card's codes into the .seg.nrrd; the import keeps them and adds the DICOM tags."""
+    import slicerio
 
-    card = ModelCard(name="ldseg-knee", version="1.2.0", description="test card", labels=knee_labels(),
-                     model_grid=(32, 32, 32))
-    folder = tmp_path / "cache" / "models" / "ldseg-knee"
-    folder.mkdir(parents=True)
-    (folder / CARD_FILE).write_text(card.to_json(), encoding="utf-8")
-    monkeypatch.setenv("LDSEG_CACHE_DIR", str(tmp_path / "cache"))
-    result = read_summary(write_engine_outputs(tmp_path / "out", samples=0, with_labels=False))
-    assert [label.name for label in result.labels] == ["Femur", "Tibia"]
-    assert result.labels[1].type.code == "12611008" and result.labels[1].color == pytest.approx((0.45, 0.67, 0.86))
+    app = make_slicer_scene()
+    volume = app.load_volume(write_input_image(tmp_path))
+    summary_path = write_engine_outputs(tmp_path / "out", samples=0, with_labels=False)
+    seg_path = tmp_path / "out" / "knee.seg.nrrd"
+    segmentation = slicerio.read_segmentation(str(seg_path))
+    anatomical = ["SCT", "123037004", "Anatomical Structure"]
+    types = {"Femur": ["SCT", "71341001", "Bone structure of femur"], "Tibia": ["SCT", "12611008", "Bone structure of tibia"]}
+    for segment in segmentation["segments"]:
+        segment["terminology"] = {"contextName": "LDSeg knee bones", "category": anatomical, "type": types[segment["name"]]}
+    slicerio.write_segmentation(str(seg_path), segmentation)
+    result = read_summary(summary_path)
+    assert result.labels == ()
+    imported = scene_layer.import_result(app.scene, volume, result)
+    node = imported.segmentation.GetSegmentation()
+    tibia = node.GetSegment(node.GetSegmentIdBySegmentName("Tibia"))
+    assert parse_terminology_entry(segment_tag(tibia, tibia.GetTerminologyEntryTagName()))[1].code == "12611008"
+    assert segment_tag(tibia, "DICOM.SegmentAlgorithmType") == "AUTOMATIC"
+    assert tibia.GetColor() == pytest.approx((0.45, 0.67, 0.86))
+    assert imported.statistics_table.GetNumberOfRows() == 2
+
+    for segment in segmentation["segments"]:
+        del segment["terminology"]
+    slicerio.write_segmentation(str(seg_path), segmentation)
+    with pytest.raises(scene_layer.ResultImportError, match="no LDSeg terminology"):
+        scene_layer.import_result(app.scene, volume, read_summary(summary_path))
