@@ -11,16 +11,6 @@ from typing import Annotated
 import qt
 import slicer
 import vtk
-from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
-from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (
-    ScriptedLoadableModule,
-    ScriptedLoadableModuleLogic,
-    ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
-)
-from slicer.util import VTKObservationMixin
-
 from LDSegLib import dependencies, display, options, paths
 from LDSegLib.devices import DeviceProbe
 from LDSegLib.edits import EditTracker
@@ -30,6 +20,15 @@ from LDSegLib.run import RunError, RunSettings, RunSlot, SegmentationRun
 from LDSegLib.scene import RESULT_ATTRIBUTE, DisplaySettings, ImportTargets
 from LDSegLib.terminology import load_terminology
 from LDSegLib.uncertain_regions import RegionCursor, uncertain_regions
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
 
 DOCUMENTATION_URL = "https://github.com/ldseg/LDSegSlicer/blob/main/docs/slicer-module.md"
 HIGH_UNCERTAINTY_FRACTION = 0.5  # regions for "Next uncertain region": above half the measure's range
@@ -133,8 +132,7 @@ class LDSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterChanged)
 
     def onSceneStartClose(self, caller, event) -> None:
-        """Closing the scene during a run cancels it; the run never touches the closed scene."""
-        self.logic.cancel()
+        # A running segmentation cancels itself when its scene closes (LDSegLib/run.py).
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -143,6 +141,10 @@ class LDSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
+        if self._parameterNode.model:
+            self.ui.modelComboBox.setCurrentText(self._parameterNode.model)
+        elif self._models:
+            self._parameterNode.model = self._models[max(self.ui.modelComboBox.currentIndex, 0)].name
         if not self._parameterNode.inputVolume:
             firstVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
             if firstVolume and input_problem(firstVolume) is None:
@@ -161,6 +163,8 @@ class LDSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onParameterChanged(self, caller=None, event=None) -> None:
         """Keeps Segment enabled only for a valid input and a model, and applies the display controls."""
         parameters = self._parameterNode
+        if parameters is None:  # between closing and reopening the scene
+            return
         running = self.logic.running
         problem = input_problem(parameters.inputVolume) or (None if parameters.model else self._noModelMessage())
         self.ui.applyButton.enabled = problem is None and not running
@@ -421,7 +425,8 @@ class LDSegTest(ScriptedLoadableModuleTest):
 
         segmentation = parameters.outputSegmentation
         self.assertEqual(segmentation.GetSegmentation().GetNumberOfSegments(), 2)
-        femur = segmentation.GetSegmentation().GetSegment(segmentation.GetSegmentation().GetSegmentIdBySegmentName("Femur"))
+        femurId = segmentation.GetSegmentation().GetSegmentIdBySegmentName("Femur")
+        femur = segmentation.GetSegmentation().GetSegment(femurId)
         value = vtk.mutable("")
         self.assertTrue(femur.GetTag("DICOM.SegmentAlgorithmType", value))
         self.assertEqual(str(value), "AUTOMATIC")
@@ -430,7 +435,6 @@ class LDSegTest(ScriptedLoadableModuleTest):
         self.assertEqual(state.result.statistics_table.GetNumberOfRows(), 2)
 
         # An edit in the Segment Editor makes the segment SEMIAUTOMATIC.
-        femurId = segmentation.GetSegmentation().GetSegmentIdBySegmentName("Femur")
         mask = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, femurId, volume)
         mask[0, 0, 0] = 1
         slicer.util.updateSegmentBinaryLabelmapFromArray(mask, segmentation, femurId, volume)

@@ -52,7 +52,8 @@ class Missing:
     def describe(self) -> str:
         if self.installed is None:
             return f"{self.requirement.distribution} (not installed)"
-        needed = f"{self.requirement.minimum} or newer" + (f", below {self.requirement.below}" if self.requirement.below else "")
+        below = self.requirement.below
+        needed = f"{self.requirement.minimum} or newer" + (f", below {below}" if below else "")
         return f"{self.requirement.distribution} {self.installed} (LDSeg needs {needed})"
 
 
@@ -79,7 +80,7 @@ def explain(missing: list[Missing]) -> str:
     lines = ["LDSeg needs Python packages that are missing or too old in Slicer's Python:"]
     lines += [f"  - {item.describe()}" for item in missing]
     if any(item.requirement is TORCH for item in missing):
-        lines.append("PyTorch is installed through Slicer's PyTorch extension (install it from the Extensions Manager).")
+        lines.append("PyTorch comes from Slicer's PyTorch extension (install it from the Extensions Manager).")
     lines.append("Installing downloads them from the Python Package Index; Slicer may ask to restart afterwards.")
     return "\n".join(lines)
 

@@ -24,7 +24,7 @@ def inferno(fraction: float) -> tuple[float, float, float]:
     index = min(int(position), len(_INFERNO) - 2)
     weight = position - index
     low, high = _INFERNO[index], _INFERNO[index + 1]
-    return tuple(a + (b - a) * weight for a, b in zip(low, high))  # type: ignore[return-value]
+    return tuple(a + (b - a) * weight for a, b in zip(low, high, strict=True))  # type: ignore[return-value]
 
 
 def heatmap_color_table(scene, entries: int = 256):

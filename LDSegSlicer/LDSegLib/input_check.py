@@ -13,7 +13,8 @@ def input_problem(volume_node) -> str | None:
     if not volume_node.IsA("vtkMRMLScalarVolumeNode") or volume_node.IsA("vtkMRMLTensorVolumeNode") or volume_node.IsA(
         "vtkMRMLDiffusionWeightedVolumeNode"
     ):
-        return f"{name} is a {volume_node.GetClassName()} (vector, tensor or multi-frame data). Select a 3D scalar MRI volume."
+        kind = volume_node.GetClassName()
+        return f"{name} is a {kind} (vector, tensor or multi-frame data). Select a 3D scalar MRI volume."
     image = volume_node.GetImageData()
     if image is None or image.GetNumberOfPoints() == 0:
         return f"{name} has no voxels. Load the image again or select another volume."

@@ -87,6 +87,7 @@ class SegmentationRun:
         self.state = RunState()
         self._process: process.EngineProcess | None = None
         self._workdir: Path | None = None
+        self._close_observer: int | None = None
 
     def start(self) -> None:
         problem = input_problem(self.input_volume)
@@ -96,9 +97,12 @@ class SegmentationRun:
         input_path = self._workdir / "input" / f"{_safe_name(self.input_volume.GetName())}.nrrd"
         input_path.parent.mkdir()
         _write_volume(self.input_volume, input_path)
-        command = process.segment_command(input_path, self._workdir / "output", self.settings.cli_options(), self.python)
+        output = self._workdir / "output"
+        command = process.segment_command(input_path, output, self.settings.cli_options(), self.python)
         command[command.index("ldseg.cli")] = self.engine_module
         self._process = process.EngineProcess(command, self.environment)
+        # Closing the scene during the run cancels it: the result would have nowhere to go.
+        self._close_observer = self.scene.AddObserver(self.scene.StartCloseEvent, lambda *_: self.cancel())
 
     @property
     def running(self) -> bool:
@@ -144,6 +148,9 @@ class SegmentationRun:
             self._finish(error=str(error))
 
     def _finish(self, error: str | None = None, cancelled: bool = False) -> None:
+        if self._close_observer is not None:
+            self.scene.RemoveObserver(self._close_observer)
+            self._close_observer = None
         self.state.finished = True
         self.state.error = error
         self.state.cancelled = cancelled

@@ -200,7 +200,7 @@ def statistics_table(scene, result: EngineResult, name: str):
 
     table = scene.AddNewNodeByClass("vtkMRMLTableNode", scene.GenerateUniqueName(name))
     columns = [vtk.vtkStringArray()] + [vtk.vtkDoubleArray() for _ in STATISTICS_COLUMNS[1:]]
-    for column, (title, _, _) in zip(columns, STATISTICS_COLUMNS):
+    for column, (title, _, _) in zip(columns, STATISTICS_COLUMNS, strict=True):
         column.SetName(title)
     for name in [label.name for label in result.labels] or list(result.statistics):
         figures = result.statistics.get(name)
@@ -210,10 +210,10 @@ def statistics_table(scene, result: EngineResult, name: str):
             if figures
             else (float("nan"),) * 4
         )
-        for column, value in zip(columns[1:], values):
+        for column, value in zip(columns[1:], values, strict=True):
             column.InsertNextValue(value)
     with slicer.util.NodeModify(table):
-        for column, (title, unit, description) in zip(columns, STATISTICS_COLUMNS):
+        for column, (title, unit, description) in zip(columns, STATISTICS_COLUMNS, strict=True):
             table.AddColumn(column)
             table.SetColumnDescription(title, description)
             if unit:

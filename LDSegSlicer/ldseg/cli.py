@@ -50,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--dicom-probability", action="store_true", help="also write a FRACTIONAL probability SEG")
     segment.add_argument("--dicom-uncertainty", action="store_true", help="also write the uncertainty as a Parametric Map")
 
-    train = commands.add_parser("train", help="train an LDSeg model from a YAML or TOML config")
+    train = commands.add_parser(
+        "train", help="train an LDSeg model (or, with model_type: baseline, the UNet baseline) from a YAML or TOML config"
+    )
     train.add_argument("config", type=Path)
 
     evaluate = commands.add_parser("evaluate", help="Dice, HD95, ASSD, uncertainty quality and robustness")
@@ -81,9 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "segment":
             return run_segment(args, cancel)
         if args.command == "train":
-            from .training import TrainConfig, Trainer
+            from .baseline import train_from_config
 
-            card = Trainer(TrainConfig.load(args.config)).run()
+            card = train_from_config(args.config)
             print(f"Model package written: {card.name} {card.version}, weights SHA-256 {card.weights_sha256}")
         elif args.command == "evaluate":
             from .evaluation import run_evaluation

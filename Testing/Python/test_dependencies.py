@@ -10,7 +10,8 @@ def test_absent_and_too_old_packages_are_missing_and_new_enough_ones_are_not():
     versions = {"torch": "2.4.1+cu121", "monai": "1.2.0"}
     missing = missing_requirements((TORCH, MONAI, Requirement("slicerio", "slicerio", "1.1")),
                                    version_of=versions.get, importable=lambda module: False)
-    assert [(item.requirement.distribution, item.installed) for item in missing] == [("monai", "1.2.0"), ("slicerio", None)]
+    found = [(item.requirement.distribution, item.installed) for item in missing]
+    assert found == [("monai", "1.2.0"), ("slicerio", None)]
     too_new = missing_requirements((MONAI,), version_of={"monai": "1.7.0"}.get, importable=lambda module: False)
     assert [item.installed for item in too_new] == ["1.7.0"]
     assert MONAI.specifier == "monai>=1.3,<1.7"

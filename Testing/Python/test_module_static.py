@@ -184,3 +184,9 @@ def test_the_scene_layer_never_imports_qt():
         modules = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
         modules |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
         assert not {"qt", "ctk", "PythonQt"} & modules, path.name
+
+
+def test_panel_object_names_are_unique(panel):
+    """slicer.util.childWidgetVariables maps names to widgets; a duplicate would hide one of them."""
+    names = [element.get("name") for element in panel.iter() if element.tag in ("widget", "layout", "spacer")]
+    assert len(names) == len(set(names))

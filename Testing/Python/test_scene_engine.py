@@ -6,7 +6,6 @@ import sys
 
 import pytest
 import vtk
-
 from scene_fixtures import make_slicer_scene
 
 slicer = pytest.importorskip("slicer")

@@ -5,8 +5,7 @@ import math
 import numpy as np
 import pytest
 import vtk
-
-from scene_fixtures import IJK_TO_LPS, SHAPE, knee_masks, make_slicer_scene, write_engine_outputs, write_input_image
+from scene_fixtures import SHAPE, knee_masks, make_slicer_scene, write_engine_outputs, write_input_image
 
 slicer = pytest.importorskip("slicer")
 
@@ -43,7 +42,8 @@ def segment_array(segmentation_node, volume, name):
     ids.InsertNextValue(segment_id)
     scene = volume.GetScene()
     scene.AddNode(labelmap)
-    assert slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(segmentation_node, ids, labelmap, volume)
+    logic = slicer.vtkSlicerSegmentationsModuleLogic
+    assert logic.ExportSegmentsToLabelmapNode(segmentation_node, ids, labelmap, volume)
     from vtk.util import numpy_support
 
     image = labelmap.GetImageData()
@@ -85,9 +85,10 @@ def test_terminology_entries_resolve_in_slicers_terminology_logic(case):
     segmentation = imported.segmentation.GetSegmentation()
     segment = segmentation.GetSegment(segmentation.GetSegmentIdBySegmentName("Tibia"))
     entry = slicer.vtkSlicerTerminologyEntry()
-    assert app.terminologies_logic.DeserializeTerminologyEntry(segment_tag(segment, segment.GetTerminologyEntryTagName()), entry)
+    logic = app.terminologies_logic
+    assert logic.DeserializeTerminologyEntry(segment_tag(segment, segment.GetTerminologyEntryTagName()), entry)
     found = slicer.vtkSlicerTerminologyEntry()
-    assert app.terminologies_logic.FindTypeInTerminologyBy3dSlicerLabel(entry.GetTerminologyContextName(), "tibia", found)
+    assert logic.FindTypeInTerminologyBy3dSlicerLabel(entry.GetTerminologyContextName(), "tibia", found)
     assert found.GetTypeObject().GetCodeValue() == entry.GetTypeObject().GetCodeValue() == "12611008"
     assert found.GetCategoryObject().GetCodeValue() == entry.GetCategoryObject().GetCodeValue() == "123037004"
 
@@ -299,9 +300,14 @@ def test_without_labels_in_the_summary_the_segments_own_terminology_is_kept(tmp_
     seg_path = tmp_path / "out" / "knee.seg.nrrd"
     segmentation = slicerio.read_segmentation(str(seg_path))
     anatomical = ["SCT", "123037004", "Anatomical Structure"]
-    types = {"Femur": ["SCT", "71341001", "Bone structure of femur"], "Tibia": ["SCT", "12611008", "Bone structure of tibia"]}
+    types = {
+        "Femur": ["SCT", "71341001", "Bone structure of femur"],
+        "Tibia": ["SCT", "12611008", "Bone structure of tibia"],
+    }
     for segment in segmentation["segments"]:
-        segment["terminology"] = {"contextName": "LDSeg knee bones", "category": anatomical, "type": types[segment["name"]]}
+        segment["terminology"] = {
+            "contextName": "LDSeg knee bones", "category": anatomical, "type": types[segment["name"]]
+        }
     slicerio.write_segmentation(str(seg_path), segmentation)
     result = read_summary(summary_path)
     assert result.labels == ()

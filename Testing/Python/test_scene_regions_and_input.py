@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from scene_fixtures import make_slicer_scene, write_engine_outputs, write_input_image
 
 slicer = pytest.importorskip("slicer")

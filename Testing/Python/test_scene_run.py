@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from scene_fixtures import make_slicer_scene, write_input_image
 
 slicer = pytest.importorskip("slicer")
@@ -113,6 +112,21 @@ def test_cancel_kills_the_process_tree_and_leaves_the_scene_unchanged(case, tmp_
     for pid in (engine_pid, child_pid):
         assert not _alive(pid), f"process {pid} survived the cancel"
     assert scene_snapshot(app.scene) == before
+
+
+def test_closing_the_scene_during_a_run_cancels_it(case, tmp_path):
+    app, volume = case
+    run = make_run(app, volume, "slow", FAKE_LDSEG_CHILD_PID_FILE=str(tmp_path / "child.pid"))
+    run.start()
+    deadline = time.monotonic() + 30
+    while run.poll().stage != "Sampling":
+        assert time.monotonic() < deadline, "the engine never reported progress"
+        time.sleep(0.05)
+    app.scene.Clear(False)
+    state = run.wait(timeout=30)
+    assert state.cancelled and state.result is None
+    assert app.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 0
+    assert not _alive(int((tmp_path / "child.pid").read_text()))
 
 
 def _alive(pid):

@@ -12,15 +12,21 @@ import shutil
 
 import numpy as np
 import pytest
-
-from scene_fixtures import FEMUR_COLOR, TIBIA_COLOR, label_dicts, make_slicer_scene, write_engine_outputs, write_input_image
+from scene_fixtures import (
+    FEMUR_COLOR,
+    TIBIA_COLOR,
+    label_dicts,
+    make_slicer_scene,
+    write_engine_outputs,
+    write_input_image,
+)
 
 slicer = pytest.importorskip("slicer")
 
 from LDSegLib import scene as scene_layer  # noqa: E402
 from LDSegLib.display import set_overlay_opacity  # noqa: E402
-from LDSegLib.summary import read_summary  # noqa: E402
 from LDSegLib.paths import resources_directory  # noqa: E402
+from LDSegLib.summary import read_summary  # noqa: E402
 from slice_view import OffscreenSliceView, save_png  # noqa: E402
 
 SCREENSHOT = resources_directory() / "Screenshots" / "slice-view.png"
