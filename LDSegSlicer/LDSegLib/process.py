@@ -68,9 +68,10 @@ def segment_command(
     output_directory: Path,
     options: dict[str, object],
     python: str | None = None,
+    module: str = "ldseg.cli",
 ) -> list[str]:
     """The `ldseg segment` command line; options map flag names to values (True = bare flag)."""
-    command = [python or python_executable(), "-m", "ldseg.cli", "segment", str(input_path),
+    command = [python or python_executable(), "-m", module, "segment", str(input_path),
                "-o", str(output_directory), "--progress", "jsonl"]
     for flag, value in options.items():
         if value is None or value is False:
@@ -129,11 +130,11 @@ class EngineProcess:
         self._stdout_thread.join(timeout)
 
     def cancel(self, grace_seconds: float = 3.0) -> None:
-        """Stops the run and every process it started; a Cancelled event follows."""
-        if self._finished or self._process.poll() is not None and not self._stdout_thread.is_alive():
+        """Stops the run and every process it started, without blocking; a Cancelled event follows."""
+        if self._finished or self._cancelled:
             return
         self._cancelled = True
-        _terminate_tree(self._process, grace_seconds)
+        threading.Thread(target=_terminate_tree, args=(self._process, grace_seconds), daemon=True).start()
 
     def _read_stderr(self) -> None:
         for line in self._process.stderr:

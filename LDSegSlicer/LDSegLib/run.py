@@ -98,8 +98,9 @@ class SegmentationRun:
         input_path.parent.mkdir()
         _write_volume(self.input_volume, input_path)
         output = self._workdir / "output"
-        command = process.segment_command(input_path, output, self.settings.cli_options(), self.python)
-        command[command.index("ldseg.cli")] = self.engine_module
+        command = process.segment_command(
+            input_path, output, self.settings.cli_options(), self.python, self.engine_module
+        )
         self._process = process.EngineProcess(command, self.environment)
         # Closing the scene during the run cancels it: the result would have nowhere to go.
         self._close_observer = self.scene.AddObserver(self.scene.StartCloseEvent, lambda *_: self.cancel())

@@ -34,7 +34,7 @@ from .data import find_cases
 from .errors import LDSegError
 from .evaluation import Prediction
 from .imageio import atomic_write_bytes
-from .package import sha256_of
+from .download import sha256_of
 from .preprocess import prepare_image, probabilities_to_input_grid
 from .schema import from_plain
 from .training import (

@@ -12,6 +12,14 @@ from pathlib import Path
 from .errors import LDSegError
 
 
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def download_verified(url: str, sha256: str, destination: Path) -> Path:
     """Fetches `url` into `destination` only if its SHA-256 matches; nothing is kept otherwise.
 

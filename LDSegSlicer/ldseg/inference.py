@@ -98,6 +98,7 @@ class SegmentationResult:
     def summary(self) -> dict:
         return {
             "model": {"name": self.card.name, "version": self.card.version, "weights_sha256": self.card.weights_sha256},
+            "labels": [asdict(label) for label in self.card.labels],
             "settings": asdict(self.settings),
             "device": self.device,
             "structures": self.structures,

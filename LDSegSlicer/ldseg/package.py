@@ -7,7 +7,6 @@ the card before a single byte is parsed, so a tampered or truncated file is refu
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,17 +15,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .card import CARD_FILE, ModelCard
+from .download import sha256_of
 from .errors import LDSegError
 from .imageio import atomic_write_bytes
 from .networks import LDSegNetwork
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass

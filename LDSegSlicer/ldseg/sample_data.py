@@ -9,9 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .download import download_verified
+from .download import download_verified, sha256_of
 from .errors import LDSegError
-from .package import sha256_of
 from .store import cache_directory
 
 SAMPLE_URL = "https://github.com/FahimZaman/LDSeg/raw/main/Data/Knee/Image/Case1.nii.gz"

@@ -84,6 +84,6 @@ def test_saved_card_records_the_weights_checksum(tmp_path):
         label_encoder_channels=(4, 8), image_encoder_channels=(4, 8), label_decoder_channels=(8,),
         denoiser_channels=(8, 16), denoiser_attention_levels=(False, False), encoder_groups=2), model_grid=(16, 16, 32))
     saved = save_package(LDSegNetwork(card), card, tmp_path)
-    from ldseg.package import sha256_of
+    from ldseg.download import sha256_of
     assert saved.weights_sha256 == sha256_of(tmp_path / "model.safetensors")
     assert ModelCard.load(tmp_path / "model-card.json") == saved

@@ -8,7 +8,7 @@ import pytest
 
 from ldseg import sample_data, store
 from ldseg.errors import LDSegError
-from ldseg.package import sha256_of
+from ldseg.download import sha256_of
 
 
 @pytest.fixture
