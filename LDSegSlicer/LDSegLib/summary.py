@@ -10,22 +10,11 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .terminology import Code
+from ldseg.card import Code, Label
 
 
 class SummaryError(ValueError):
     """The summary is missing, unreadable or lacks what the import needs; the message says which."""
-
-
-@dataclass(frozen=True)
-class Label:
-    """One segmented structure as the model card describes it."""
-
-    value: int
-    name: str
-    color: tuple[float, float, float]
-    category: Code
-    type: Code
 
 
 @dataclass(frozen=True)
@@ -116,8 +105,8 @@ def _labels(items: list[dict] | None) -> tuple[Label, ...]:
             value=int(item["value"]),
             name=str(item["name"]),
             color=tuple(float(c) for c in item["color"]),  # type: ignore[arg-type]
-            category=Code.from_dict(item["category"]),
-            type=Code.from_dict(item["type"]),
+            category=Code(**item["category"]),
+            type=Code(**item["type"]),
         )
         for item in items or ()
     )

@@ -8,26 +8,15 @@ Slicer's terminology selector finds them.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from functools import lru_cache
+
+from ldseg.card import Code
 
 from .paths import terminology_file
 
 
-@dataclass(frozen=True)
-class Code:
-    """A coded concept, e.g. SCT 71341001 "Bone structure of femur"."""
-
-    scheme: str
-    code: str
-    meaning: str
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Code:
-        return cls(str(data["scheme"]), str(data["code"]), str(data["meaning"]))
-
-    def serialized(self) -> str:
-        return f"{self.scheme}^{self.code}^{self.meaning}"
+def _serialized(code: Code) -> str:
+    return f"{code.scheme}^{code.code}^{code.meaning}"
 
 
 @lru_cache(maxsize=1)
@@ -47,8 +36,8 @@ def terminology_entry(category: Code, type_: Code, region: Code | None = KNEE) -
     Layout: context~category~type~type modifier~anatomic context~anatomic region~region modifier;
     the same fields the engine writes into the .seg.nrrd.
     """
-    region_text = region.serialized() if region else "^^"
-    return f"{context_name()}~{category.serialized()}~{type_.serialized()}~^^~{ANATOMIC_CONTEXT}~{region_text}~^^"
+    region_text = _serialized(region) if region else "^^"
+    return f"{context_name()}~{_serialized(category)}~{_serialized(type_)}~^^~{ANATOMIC_CONTEXT}~{region_text}~^^"
 
 
 def parse_terminology_entry(entry: str) -> tuple[Code, Code]:

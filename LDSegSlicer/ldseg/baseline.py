@@ -33,12 +33,11 @@ from .card import Label, Normalization, knee_labels
 from .data import find_cases
 from .errors import LDSegError
 from .evaluation import Prediction
-from .imageio import atomic_write_bytes
 from .download import sha256_of
+from .imageio import atomic_write_bytes
 from .preprocess import prepare_image, probabilities_to_input_grid
 from .schema import from_plain
 from .training import (
-    CHECKPOINT_FILE,
     Augmentation,
     TrainConfig,
     Trainer,
@@ -289,40 +288,14 @@ class BaselineTrainer(Trainer):
             }
         return results
 
-    def _architecture_json(self) -> str:
+    def checkpoint_fingerprint(self) -> str:
         return json.dumps({"model_type": "baseline", **dataclasses.asdict(self.card.architecture)})
 
-    def save_checkpoint(self) -> None:
-        state = {
-            "step": torch.tensor(self.step),
-            "architecture": self._architecture_json(),
-            "model_grid": torch.tensor(self.card.model_grid),
-            "network": self.network.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-        }
-        temporary = self.output_dir / f".{CHECKPOINT_FILE}.partial"
-        torch.save(state, temporary)
-        temporary.replace(self.output_dir / CHECKPOINT_FILE)
+    def extra_state(self) -> dict:
+        return {}
 
-    def resume(self) -> bool:
-        path = self.output_dir / CHECKPOINT_FILE
-        if not path.exists():
-            return False
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:
-            raise LDSegError(f"Checkpoint {path} cannot be read ({error}); delete it to start over.") from None
-        if state.get("architecture") != self._architecture_json() or tuple(state["model_grid"].tolist()) != tuple(
-            self.card.model_grid
-        ):
-            raise LDSegError(
-                f"Checkpoint {path} was written for another model, architecture or model grid than this config; "
-                "use a new output_dir or the config that wrote it."
-            )
-        self.network.load_state_dict(state["network"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.step = int(state["step"])
-        return True
+    def load_extra_state(self, state: dict) -> None:
+        pass
 
     def export(self, seconds: float) -> BaselineCard:  # type: ignore[override]
         card = dataclasses.replace(

@@ -294,14 +294,25 @@ class Trainer:
             }
         return results
 
+    def checkpoint_fingerprint(self) -> str:
+        """What a checkpoint must have been written for: the architecture (subclasses add the model type)."""
+        return json.dumps(dataclasses.asdict(self.card.architecture))
+
+    def extra_state(self) -> dict:
+        """State beyond network and optimiser that a checkpoint keeps (the EMA denoiser)."""
+        return {"ema_denoiser": self.ema_denoiser.state_dict()}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.ema_denoiser.load_state_dict(state["ema_denoiser"])
+
     def save_checkpoint(self) -> None:
         state = {
             "step": torch.tensor(self.step),
-            "architecture": json.dumps(dataclasses.asdict(self.card.architecture)),
+            "architecture": self.checkpoint_fingerprint(),
             "model_grid": torch.tensor(self.card.model_grid),
             "network": self.network.state_dict(),
-            "ema_denoiser": self.ema_denoiser.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            **self.extra_state(),
         }
         temporary = self.output_dir / f".{CHECKPOINT_FILE}.partial"
         torch.save(state, temporary)
@@ -316,17 +327,17 @@ class Trainer:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:
             raise LDSegError(f"Checkpoint {path} cannot be read ({error}); delete it to start over.") from None
-        same = state.get("architecture") == json.dumps(dataclasses.asdict(self.card.architecture)) and tuple(
+        same = state.get("architecture") == self.checkpoint_fingerprint() and tuple(
             state["model_grid"].tolist()
         ) == tuple(self.card.model_grid)
         if not same:
             raise LDSegError(
-                f"Checkpoint {path} was written for another architecture or model grid than this config; "
+                f"Checkpoint {path} was written for another model, architecture or model grid than this config; "
                 "use a new output_dir or the config that wrote it."
             )
         self.network.load_state_dict(state["network"])
-        self.ema_denoiser.load_state_dict(state["ema_denoiser"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self.load_extra_state(state)
         self.step = int(state["step"])
         return True
 

@@ -4,6 +4,8 @@ is imported when Slicer loads the module."""
 
 import ast
 import re
+import subprocess
+import sys
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
@@ -14,6 +16,8 @@ MODULE_DIRECTORY = REPO / "LDSegSlicer"
 MODULE_FILE = MODULE_DIRECTORY / "LDSeg.py"
 PANEL_FILE = REPO / "Resources" / "UI" / "LDSegSlicer.ui"
 HEAVY_MODULES = {"torch", "monai", "SimpleITK", "numpy", "scipy", "highdicom", "nibabel", "safetensors", "ldseg"}
+# Engine modules that import only the standard library (test_light_engine_modules_stay_light checks it).
+LIGHT_ENGINE_MODULES = {"ldseg.card", "ldseg.errors", "ldseg.schema", "ldseg.store", "ldseg.download"}
 
 
 @pytest.fixture(scope="module")
@@ -161,14 +165,22 @@ def test_extension_description_matches_the_build():
 
 
 def top_level_imports(path):
+    """Packages imported at file scope; light engine modules (stdlib only) are not counted."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     names = set()
     for node in tree.body:
         if isinstance(node, ast.Import):
-            names |= {alias.name.split(".")[0] for alias in node.names}
+            names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
-            names.add(node.module.split(".")[0])
-    return names
+            names.add(node.module)
+    return {name.split(".")[0] for name in names - LIGHT_ENGINE_MODULES}
+
+
+def test_light_engine_modules_stay_light():
+    code = ("import sys; " + "; ".join(f"import {m}" for m in sorted(LIGHT_ENGINE_MODULES))
+            + "; print(sorted(m for m in sys.modules if m.split('.')[0] in %r))" % (HEAVY_MODULES - {"ldseg"}))
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
 
 
 def test_loading_the_module_imports_nothing_heavy():

@@ -217,13 +217,13 @@ def test_ldseg_refuses_a_checkpoint_of_another_architecture(tmp_path, data):
     wider = {**synthetic_cases.TINY_ARCHITECTURE, "denoiser_channels": [8, 24]}
     other = synthetic_cases.tiny_config(data, tmp_path / "run", steps=4)
     other["model"] = {**other["model"], "architecture": wider}
-    with pytest.raises(LDSegError, match="another architecture"):
+    with pytest.raises(LDSegError, match="another model, architecture"):
         Trainer(TrainConfig.load(synthetic_cases.write_config(tmp_path / "other.yaml", other)), QUIET).run()
 
 
 def test_neither_trainer_resumes_the_other_s_checkpoint(tmp_path, data):
     baseline_trainer(tmp_path, data, steps=2, name="shared").run()
-    with pytest.raises(LDSegError, match="another architecture"):
+    with pytest.raises(LDSegError, match="another model, architecture"):
         ldseg_trainer(tmp_path, data, steps=4, name="shared").run()
     ldseg_trainer(tmp_path, data, steps=2, name="shared2").run()
     with pytest.raises(LDSegError, match="another model"):
