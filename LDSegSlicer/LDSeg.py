@@ -11,7 +11,8 @@ from typing import Annotated
 import qt
 import slicer
 import vtk
-from LDSegLib import dependencies, display, options, paths
+import ldseg.choices as choices
+from LDSegLib import dependencies, display, paths
 from LDSegLib.devices import DeviceProbe
 from LDSegLib.edits import EditTracker
 from LDSegLib.input_check import input_problem
@@ -66,11 +67,11 @@ class LDSegParameterNode:
 
     inputVolume: vtkMRMLScalarVolumeNode
     model: str = ""
-    samples: Annotated[int, WithinRange(1, options.MAX_SAMPLES)] = 8
-    ddimSteps: Annotated[int, WithinRange(1, options.MAX_STEPS)] = 2
-    fusion: Annotated[str, Choice(options.FUSION_METHODS)] = "mean"
-    uncertaintyMeasure: Annotated[str, Choice(options.UNCERTAINTY_MEASURES)] = "entropy"
-    device: Annotated[str, Choice(options.DEVICES)] = "auto"
+    samples: Annotated[int, WithinRange(1, choices.MAX_SAMPLES)] = 8
+    ddimSteps: Annotated[int, WithinRange(1, choices.MAX_STEPS)] = 2
+    fusion: Annotated[str, Choice(choices.FUSION_METHODS)] = "mean"
+    uncertaintyMeasure: Annotated[str, Choice(choices.UNCERTAINTY_MEASURES)] = "entropy"
+    device: Annotated[str, Choice(choices.DEVICES)] = "auto"
     seed: Annotated[int, WithinRange(0, 2**31 - 1)] = 0
     saveSamples: bool = False
     outputSegmentation: vtkMRMLSegmentationNode

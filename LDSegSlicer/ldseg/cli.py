@@ -21,10 +21,8 @@ EXIT_ERROR, EXIT_CANCELLED = 1, 130
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .fusion import FUSION_METHODS
-    from .inference import DEVICES, MAX_SAMPLES
+    from .choices import DEVICES, FUSION_METHODS, MAX_SAMPLES, UNCERTAINTY_MEASURES
     from .store import DEFAULT_MODEL
-    from .uncertainty import UNCERTAINTY_MEASURES
 
     parser = argparse.ArgumentParser(prog="ldseg", description="LDSeg latent-diffusion segmentation of knee MRI.")
     parser.add_argument("--version", action="version", version=f"ldseg {__version__}")

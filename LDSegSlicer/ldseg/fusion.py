@@ -11,9 +11,8 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
+from .choices import FUSION_METHODS
 from .uncertainty import SampleStatistics
-
-FUSION_METHODS = ("mean", "majority", "staple")
 
 
 def fuse(stats: SampleStatistics, method: str) -> np.ndarray:

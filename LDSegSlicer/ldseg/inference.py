@@ -16,18 +16,15 @@ import SimpleITK as sitk
 import torch
 
 from .card import ModelCard
+from .choices import DEVICES, FUSION_METHODS, MAX_STEPS, MAX_SAMPLES, UNCERTAINTY_MEASURES
 from .errors import CancelledError, LDSegError
-from .fusion import FUSION_METHODS, fuse
+from .fusion import fuse
 from .imageio import validate_image
 from .package import ModelPackage
 from .posterior import draw_samples, initial_noise
 from .preprocess import prepare_image, probabilities_to_input_grid
 from .sampler import cosine_alphas_cumprod
-from .uncertainty import UNCERTAINTY_MEASURES, SampleStatistics, structure_statistics
-
-MAX_SAMPLES = 64
-MAX_STEPS = 1000
-DEVICES = ("auto", "cpu", "cuda", "mps")
+from .uncertainty import SampleStatistics, structure_statistics
 
 Progress = Callable[[str, float], None]  # (stage, overall fraction 0..1)
 ShouldCancel = Callable[[], bool]

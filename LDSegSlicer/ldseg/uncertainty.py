@@ -25,7 +25,7 @@ import math
 import numpy as np
 import SimpleITK as sitk
 
-UNCERTAINTY_MEASURES = ("entropy", "mutual_information", "disagreement", "variance")
+from .choices import UNCERTAINTY_MEASURES
 
 
 def entropy(probabilities: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ MODULE_FILE = MODULE_DIRECTORY / "LDSeg.py"
 PANEL_FILE = REPO / "Resources" / "UI" / "LDSegSlicer.ui"
 HEAVY_MODULES = {"torch", "monai", "SimpleITK", "numpy", "scipy", "highdicom", "nibabel", "safetensors", "ldseg"}
 # Engine modules that import only the standard library (test_light_engine_modules_stay_light checks it).
-LIGHT_ENGINE_MODULES = {"ldseg.card", "ldseg.errors", "ldseg.schema", "ldseg.store", "ldseg.download"}
+LIGHT_ENGINE_MODULES = {"ldseg.card", "ldseg.choices", "ldseg.errors", "ldseg.schema", "ldseg.store", "ldseg.download"}
 
 
 @pytest.fixture(scope="module")
@@ -107,16 +107,6 @@ def test_bound_widgets_can_represent_their_parameter_types(module_tree, panel):
             assert node_types == [annotation], (name, annotation, node_types)
         else:
             pytest.fail(f"{name}: no parameter connector for {widget_class}")
-
-
-def test_panel_choices_equal_the_engines():
-    from ldseg import fusion, inference, uncertainty
-    from LDSegLib import options
-
-    assert options.FUSION_METHODS == fusion.FUSION_METHODS
-    assert options.UNCERTAINTY_MEASURES == uncertainty.UNCERTAINTY_MEASURES
-    assert options.DEVICES == inference.DEVICES
-    assert (options.MAX_SAMPLES, options.MAX_STEPS) == (inference.MAX_SAMPLES, inference.MAX_STEPS)
 
 
 def cmake_list(variable):

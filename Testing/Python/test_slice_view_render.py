@@ -1,21 +1,20 @@
 """Slice views rendered offscreen with slicer-core's slice logic and displayable managers: the
 imported segmentation (fill and outline) and the uncertainty heatmap are visible in the pixels.
 
-The README screenshot (Resources/Screenshots/slice-view.png) comes from the same code on the real
-knee1 case; set LDSEG_UPDATE_SCREENSHOTS=1 to refresh it.
+The README screenshot (Resources/Screenshots/slice-view.png) comes from the same code on the bundled
+model's result for the held-out knee4 case; set LDSEG_UPDATE_SCREENSHOTS=1 to refresh it.
 """
 
-import json
-import math
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from scene_fixtures import (
     FEMUR_COLOR,
     TIBIA_COLOR,
-    label_dicts,
     make_slicer_scene,
     write_engine_outputs,
     write_input_image,
@@ -92,39 +91,19 @@ def test_uncertainty_heatmap_is_visible_over_the_input_and_follows_the_opacity(s
     assert not warm(with_heatmap[: band_rows.min() - 3]).any()
 
 
-def _knee_outputs(folder, image, labels):
-    """knee1 with its reference labels and a boundary-band uncertainty, in the engine's file layout."""
-    import SimpleITK as sitk
-    import slicerio
-
-    folder.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(image, str(folder / "knee1.nrrd"))
-    array = sitk.GetArrayFromImage(labels).transpose(2, 1, 0)
-    ijk_to_lps = np.eye(4)
-    ijk_to_lps[:3, :3] = np.array(image.GetDirection()).reshape(3, 3) * np.array(image.GetSpacing())
-    ijk_to_lps[:3, 3] = image.GetOrigin()
-    segmentation = slicerio.create_segmentation(array.shape, ijk_to_lps)
-    for label in label_dicts():
-        slicerio.add_segment(segmentation, array == label["value"], {"name": label["name"], "color": label["color"]})
-    slicerio.write_segmentation(str(folder / "knee1.seg.nrrd"), segmentation)
-    distance = sitk.SignedMaurerDistanceMap(labels > 0, insideIsPositive=False, squaredDistance=True)
-    uncertainty = sitk.Cast(math.log(3) * sitk.Exp(-distance / (2 * 1.5**2)), sitk.sitkFloat32)
-    sitk.WriteImage(uncertainty, str(folder / "knee1-uncertainty.nrrd"))
-    summary = {
-        "model": {"name": "knee-bones", "version": "reference labels"},
-        "settings": {"uncertainty": "entropy"},
-        "labels": label_dicts(),
-        "files": {"segmentation": "knee1.seg.nrrd", "uncertainty": "knee1-uncertainty.nrrd"},
-        "uncertainty_range": [0.0, math.log(3)],
-    }
-    (folder / "knee1.json").write_text(json.dumps(summary), encoding="utf-8")
-    return folder / "knee1.nrrd", folder / "knee1.json"
+def _knee_outputs(folder, data_dir):
+    """The bundled model's real result for knee4 (held out from its training), as the panel gets it."""
+    image_path = data_dir / "images" / "knee4.nii.gz"
+    run = subprocess.run([sys.executable, "-m", "ldseg.cli", "segment", str(image_path), "-o", str(folder),
+                          "--progress", "none"], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    return image_path, folder / "knee4.json"
 
 
-def test_knee_screenshot_shows_bones_outlines_and_heatmap(knee_image, knee_labels, tmp_path):
+def test_knee_screenshot_shows_bones_outlines_and_heatmap(data_dir, tmp_path):
     app = make_slicer_scene()
-    image_path, summary_path = _knee_outputs(tmp_path, knee_image, knee_labels)
-    volume = app.load_volume(image_path, "knee1")
+    image_path, summary_path = _knee_outputs(tmp_path, data_dir)
+    volume = app.load_volume(image_path, "knee4")
     scene_layer.import_result(
         app.scene, volume, read_summary(summary_path), settings=scene_layer.DisplaySettings(0.55, 0.15)
     )
