@@ -17,7 +17,7 @@ from ldseg.package import load_package, save_package
 def test_card_round_trips_through_json():
     card = bundled_card()
     assert ModelCard.from_dict(json.loads(card.to_json())) == card
-    assert card.latent_grid == (6, 6, 12)
+    assert card.latent_grid == (12, 12, 24)
     assert [label.name for label in card.labels] == ["Femur", "Tibia"]
     assert card.labels[1].type.code == "12611008"
 
@@ -62,7 +62,7 @@ def test_card_that_does_not_match_the_weights_is_refused(random_model, tmp_path)
     copy = tmp_path / "model"
     shutil.copytree(random_model, copy)
     card = ModelCard.load(copy / "model-card.json")
-    wider = dataclasses.replace(card.architecture, label_decoder_channels=(32, 16, 16))
+    wider = dataclasses.replace(card.architecture, label_decoder_channels=(32, 32))
     (copy / "model-card.json").write_text(dataclasses.replace(card, architecture=wider).to_json())
     with pytest.raises(LDSegError, match="does not match its weights"):
         load_package(copy)
