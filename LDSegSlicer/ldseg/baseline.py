@@ -27,7 +27,7 @@ import torch
 from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from .card import Label, Normalization, knee_labels
 from .data import find_cases
@@ -35,6 +35,7 @@ from .errors import LDSegError
 from .evaluation import Prediction
 from .download import sha256_of
 from .imageio import atomic_write_bytes
+from .package import write_weights
 from .preprocess import prepare_image, probabilities_to_input_grid
 from .schema import from_plain
 from .training import (
@@ -45,6 +46,8 @@ from .training import (
     dice,
     hardware_description,
     load_training_case,
+    load_training_config,
+    read_config_file,
 )
 from .uncertainty import entropy
 
@@ -144,12 +147,8 @@ def save_baseline_package(network: UNet, card: BaselineCard, directory: str | Pa
     """Writes the weights and the card with their SHA-256; returns the final card."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    weights = directory / card.weights_file
-    temporary = weights.with_name(f".{weights.name}.partial")
-    state = {name: tensor.detach().cpu().contiguous() for name, tensor in network.state_dict().items()}
-    save_file(state, str(temporary), metadata={"model": card.name, "version": card.version, "model_type": "baseline"})
-    temporary.replace(weights)
-    card = dataclasses.replace(card, weights_sha256=sha256_of(weights))
+    sha256 = write_weights(network, directory / card.weights_file, {"model": card.name, "version": card.version, "model_type": "baseline"})
+    card = dataclasses.replace(card, weights_sha256=sha256)
     atomic_write_bytes(directory / BASELINE_CARD_FILE, card.to_json().encode("utf-8"))
     return card
 
@@ -222,9 +221,7 @@ class BaselineTrainConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> BaselineTrainConfig:
-        """Same file rules as TrainConfig.load: YAML or TOML, unknown keys and wrong types refused,
-        relative paths taken from the config file's folder."""
-        return TrainConfig.load.__func__(cls, path)  # type: ignore[attr-defined]
+        return load_training_config(cls, path)
 
     def card(self) -> BaselineCard:
         spec = self.model
@@ -320,20 +317,8 @@ MODEL_TYPES = ("ldseg", "baseline")
 
 
 def config_model_type(path: str | Path) -> str:
-    """The config's `model_type` (default "ldseg"); an unreadable file counts as LDSeg, whose loader reports it."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-        if path.suffix.lower() == ".toml":
-            import tomllib
-
-            data = tomllib.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
-    except Exception:
-        return "ldseg"
+    """The config's `model_type` (default "ldseg")."""
+    data = read_config_file(path)
     return data.get("model_type", "ldseg") if isinstance(data, dict) else "ldseg"
 
 

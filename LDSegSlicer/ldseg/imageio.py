@@ -125,14 +125,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         handle.write(data)
         temporary = Path(handle.name)
     try:
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
+        os.chmod(temporary, default_file_mode())  # mkstemp creates 0600; give the usual permissions
         os.replace(temporary, path)
     except OSError:
         temporary.unlink(missing_ok=True)
         raise
 
 
-def _umask() -> int:
+def default_file_mode() -> int:
+    """The mode a plainly created file gets under the current umask (temporary files start at 0600)."""
     mask = os.umask(0)
     os.umask(mask)
-    return mask
+    return 0o666 & ~mask

@@ -7,6 +7,7 @@ the card before a single byte is parsed, so a tampered or truncated file is refu
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from .card import CARD_FILE, ModelCard
 from .download import sha256_of
 from .errors import LDSegError
-from .imageio import atomic_write_bytes
+from .imageio import atomic_write_bytes, default_file_mode
 from .networks import LDSegNetwork
 
 
@@ -30,16 +31,22 @@ class ModelPackage:
     directory: Path
 
 
+def write_weights(network: torch.nn.Module, path: Path, metadata: dict[str, str]) -> str:
+    """Saves the network's state as safetensors via a temporary file and rename; returns its SHA-256."""
+    temporary = path.with_name(f".{path.name}.partial")
+    state = {name: tensor.detach().cpu().contiguous() for name, tensor in network.state_dict().items()}
+    save_file(state, str(temporary), metadata=metadata)
+    os.chmod(temporary, default_file_mode())
+    temporary.replace(path)
+    return sha256_of(path)
+
+
 def save_package(network: LDSegNetwork, card: ModelCard, directory: str | Path) -> ModelCard:
     """Writes weights and card (with the weights' SHA-256) into `directory`; returns the final card."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    weights = directory / card.weights_file
-    temporary = weights.with_name(f".{weights.name}.partial")
-    state = {name: tensor.detach().cpu().contiguous() for name, tensor in network.state_dict().items()}
-    save_file(state, str(temporary), metadata={"model": card.name, "version": card.version})
-    temporary.replace(weights)
-    card = dataclasses.replace(card, weights_sha256=sha256_of(weights))
+    sha256 = write_weights(network, directory / card.weights_file, {"model": card.name, "version": card.version})
+    card = dataclasses.replace(card, weights_sha256=sha256)
     atomic_write_bytes(directory / CARD_FILE, card.to_json().encode("utf-8"))
     return card
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -86,6 +87,36 @@ class Augmentation:
     native_noise_max_sigma: float = 0.25
 
 
+def read_config_file(path: str | Path) -> Any:
+    """Parses a YAML or TOML training config (by suffix) into plain data, with one clear error."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix.lower() == ".toml":
+            import tomllib
+
+            return tomllib.loads(text)
+        import yaml
+
+        return yaml.safe_load(text)
+    except FileNotFoundError:
+        raise LDSegError(f"Training config {path} does not exist.") from None
+    except Exception as error:  # parser errors of either format
+        raise LDSegError(f"Training config {path} cannot be parsed: {error}") from None
+
+
+def load_training_config(kind: type, path: str | Path):
+    """Builds config dataclass `kind` from a file, refusing unknown keys and wrong types; relative
+    data and output paths are taken from the config file's folder."""
+    path = Path(path)
+    try:
+        config = from_plain(kind, read_config_file(path), "config")
+    except (TypeError, KeyError) as error:
+        raise LDSegError(f"Training config {path}: {str(error).strip(chr(39))}.") from None
+    base = path.resolve().parent
+    return dataclasses.replace(config, data_dir=str(base / config.data_dir), output_dir=str(base / config.output_dir))
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     data_dir: str
@@ -108,31 +139,7 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
-        """Reads a YAML or TOML config, refusing unknown keys and wrong types; relative paths are
-        taken from the config file's folder."""
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-            if path.suffix.lower() == ".toml":
-                import tomllib
-
-                data = tomllib.loads(text)
-            else:
-                import yaml
-
-                data = yaml.safe_load(text)
-        except FileNotFoundError:
-            raise LDSegError(f"Training config {path} does not exist.") from None
-        except Exception as error:  # parser errors of either format
-            raise LDSegError(f"Training config {path} cannot be parsed: {error}") from None
-        try:
-            config = from_plain(cls, data, "config")
-        except (TypeError, KeyError) as error:
-            raise LDSegError(f"Training config {path}: {str(error).strip(chr(39))}.") from None
-        base = path.resolve().parent
-        return dataclasses.replace(
-            config, data_dir=str(base / config.data_dir), output_dir=str(base / config.output_dir)
-        )
+        return load_training_config(cls, path)
 
     def card(self) -> ModelCard:
         spec = self.model
