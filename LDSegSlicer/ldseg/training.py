@@ -122,6 +122,7 @@ class TrainConfig:
     data_dir: str
     output_dir: str
     steps: int
+    model_type: str = "ldseg"  # `ldseg train` dispatches on it (see ldseg.baseline.train_from_config)
     train_cases: tuple[str, ...] = ()
     validation_cases: tuple[str, ...] = ()
     model: ModelSpec = field(default_factory=ModelSpec)

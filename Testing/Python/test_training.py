@@ -134,6 +134,8 @@ def test_train_dispatches_on_model_type(tmp_path, data):
     assert train_from_config(baseline_yaml, QUIET).model_type == "baseline"
     ldseg_yaml = synthetic_cases.write_config(tmp_path / "l.yaml", synthetic_cases.tiny_config(data, tmp_path / "l", steps=1))
     assert train_from_config(ldseg_yaml, QUIET).diffusion.default_steps == 2
+    explicit = synthetic_cases.tiny_config(data, tmp_path / "e", steps=1, model_type="ldseg")
+    assert train_from_config(synthetic_cases.write_config(tmp_path / "e.yaml", explicit), QUIET).name == "tiny"
 
 
 def test_train_refuses_an_unknown_model_type(tmp_path, data):
