@@ -53,7 +53,7 @@ class SampleStatistics:
     """Accumulates samples one at a time, so N full-resolution probability maps never coexist.
 
     Only what `measures` need is accumulated: the per-sample entropy (mutual information) and the
-    squared probabilities (variance) cost a sixth of each sample's time on the CPU.
+    squared probabilities (variance) cost about a sixth of each sample's time on the CPU.
     """
 
     def __init__(self, num_classes: int, shape: tuple[int, ...], measures: tuple[str, ...] = UNCERTAINTY_MEASURES) -> None:
