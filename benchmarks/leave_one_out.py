@@ -22,8 +22,13 @@ from pathlib import Path
 
 import yaml
 
+from ldseg.baseline import BASELINE_CARD_FILE
+from ldseg.card import CARD_FILE
+from ldseg.data import find_cases
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {"LDSeg": ROOT / "configs" / "knee-bones.yaml", "UNet baseline": ROOT / "configs" / "baseline-knee.yaml"}
+CARD_FILES = {"LDSeg": CARD_FILE, "UNet baseline": BASELINE_CARD_FILE}
 
 
 def fold_config(base: Path, held_out: str, cases: list[str], steps: int, data_dir: Path, output: Path) -> dict:
@@ -42,7 +47,8 @@ def run(command: list[str]) -> None:
 
 
 def run_fold(model: str, held_out: str, cases: list[str], args: argparse.Namespace) -> dict:
-    """Trains (or resumes) one fold and evaluates it; returns the evaluation report."""
+    """Trains (or resumes) one fold and evaluates it; returns the evaluation report with the
+    training seconds from the model card added."""
     folder = ROOT / "runs" / f"loo-{args.steps}" / model.split()[0].lower() / held_out
     report = folder / "evaluation" / "evaluation.json"
     if not report.is_file():
@@ -53,7 +59,8 @@ def run_fold(model: str, held_out: str, cases: list[str], args: argparse.Namespa
             run(["ldseg", "train", str(config)])
         run(["ldseg", "evaluate", str(folder / "model"), str(args.data_dir), "--cases", held_out,
              "-o", str(folder / "evaluation"), "--device", "cpu"])
-    return json.loads(report.read_text(encoding="utf-8"))
+    card = json.loads((folder / "model" / CARD_FILES[model]).read_text(encoding="utf-8"))
+    return {**json.loads(report.read_text(encoding="utf-8")), "train_seconds": float(card["training"]["seconds"])}
 
 
 def table(reports: dict[str, dict[str, dict]], steps: int) -> str:
@@ -70,10 +77,9 @@ def table(reports: dict[str, dict[str, dict]], steps: int) -> str:
     for held_out, by_model in reports.items():
         for model, report in by_model.items():
             case = report["cases"][held_out]
-            train_seconds = report.get("train_seconds", float("nan"))
             for structure, f in case["structures"].items():
                 noisy = [f["noisy_dice"][sigma] for sigma in ("0.05", "0.1", "0.2")]
-                values = [f["dice"], f["hd95_mm"], f["assd_mm"], *noisy, case["uncertainty"]["auroc"], case["uncertainty"]["ece"], train_seconds]
+                values = [f["dice"], f["hd95_mm"], f["assd_mm"], *noisy, case["uncertainty"]["auroc"], case["uncertainty"]["ece"], report["train_seconds"]]
                 means.setdefault((structure, model), []).append(values)
                 lines.append(row(held_out, structure, model, values))
     for (structure, model), rows in sorted(means.items()):
@@ -87,12 +93,6 @@ def row(case: str, structure: str, model: str, values: list[float]) -> str:
     return "| " + " | ".join([case, structure, model] + [f"{v:.{d}f}" for v, d in zip(values, digits)]) + " |"
 
 
-def train_seconds(model: str, held_out: str, steps: int) -> float:
-    card_names = {"LDSeg": "model-card.json", "UNet baseline": "baseline-card.json"}
-    folder = ROOT / "runs" / f"loo-{steps}" / model.split()[0].lower() / held_out / "model"
-    return float(json.loads((folder / card_names[model]).read_text(encoding="utf-8"))["training"]["seconds"])
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=500, help="training steps per fold (the bundled model: 2000)")
@@ -100,13 +100,11 @@ def main() -> int:
     parser.add_argument("-o", "--output", type=Path, help="folder for leave-one-out.md and .json (default: print only)")
     args = parser.parse_args()
     args.data_dir = args.data_dir.resolve()
-    cases = sorted(path.name.split(".")[0] for path in (args.data_dir / "images").iterdir())
+    cases = [case.name for case in find_cases(args.data_dir)]
     reports: dict[str, dict[str, dict]] = {}
     for held_out in cases:
         for model in CONFIGS:
-            report = run_fold(model, held_out, cases, args)
-            report["train_seconds"] = train_seconds(model, held_out, args.steps)
-            reports.setdefault(held_out, {})[model] = report
+            reports.setdefault(held_out, {})[model] = run_fold(model, held_out, cases, args)
     markdown = table(reports, args.steps)
     print(markdown)
     if args.output:

@@ -49,7 +49,7 @@ from .training import (
     load_training_config,
     read_config_file,
 )
-from .uncertainty import entropy
+from .uncertainty import class_labels, entropy
 
 BASELINE_CARD_FILE = "baseline-card.json"
 BASELINE_FORMAT_VERSION = 1
@@ -182,7 +182,7 @@ class BaselinePredictor:
         prepared = prepare_image(image, self.card)
         probability = self.network(prepared.tensor.to(self.device)).float().softmax(dim=1)[0]
         on_input = probabilities_to_input_grid(probability, prepared)
-        labels = on_input.argmax(axis=0).astype(np.uint8)
+        labels = class_labels(on_input)
         return Prediction(labels, on_input, entropy(on_input).astype(np.float32), [labels])
 
 
