@@ -24,31 +24,20 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 import torch
-from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from .card import Label, Normalization, knee_labels
-from .data import find_cases
 from .errors import LDSegError
 from .evaluation import Prediction
 from .download import sha256_of
 from .imageio import atomic_write_bytes
 from .package import write_weights
+from .postprocess import keep_largest_components
 from .preprocess import prepare_image, probabilities_to_input_grid
 from .schema import from_plain
-from .training import (
-    Augmentation,
-    TrainConfig,
-    Trainer,
-    augmentation_pipeline,
-    dice,
-    hardware_description,
-    load_training_case,
-    load_training_config,
-    read_config_file,
-)
+from .training import RunConfig, TrainConfig, Trainer, dice, read_config_file
 from .uncertainty import class_labels, entropy
 
 BASELINE_CARD_FILE = "baseline-card.json"
@@ -169,20 +158,22 @@ def load_baseline_package(directory: str | Path, device: str | torch.device = "c
 
 
 class BaselinePredictor:
-    """The evaluation's Predictor for the baseline: one deterministic sample; uncertainty = entropy of its softmax."""
+    """The evaluation's Predictor for the baseline: one deterministic sample, post-processed like LDSeg's fused
+    map (largest component per structure); uncertainty = entropy of its softmax."""
 
     kind = "baseline"
 
     def __init__(self, package: BaselinePackage, device: torch.device) -> None:
         self.card, self.network, self.device = package.card, package.network.to(device).eval(), device
-        self.settings = {"samples": 1, "steps": 0, "fusion": "none", "uncertainty": "entropy", "device": str(device)}
+        self.settings = {"samples": 1, "steps": 0, "fusion": "none", "uncertainty": "entropy",
+                         "largest_component": True, "device": str(device)}
 
     @torch.no_grad()
     def predict(self, image: sitk.Image) -> Prediction:
         prepared = prepare_image(image, self.card)
         probability = self.network(prepared.tensor.to(self.device)).float().softmax(dim=1)[0]
         on_input = probabilities_to_input_grid(probability, prepared)
-        labels = class_labels(on_input)
+        labels = keep_largest_components(class_labels(on_input), [label.value for label in self.card.labels])
         return Prediction(labels, on_input, entropy(on_input).astype(np.float32), [labels])
 
 
@@ -200,28 +191,11 @@ class BaselineSpec:
 
 
 @dataclass(frozen=True)
-class BaselineTrainConfig:
-    """Training config of the baseline; keys shared with TrainConfig mean the same thing."""
+class BaselineTrainConfig(RunConfig):
+    """Training config of the baseline: the run settings shared with TrainConfig, and the UNet's spec."""
 
-    data_dir: str
-    output_dir: str
-    steps: int
     model_type: str = "baseline"
-    train_cases: tuple[str, ...] = ()
-    validation_cases: tuple[str, ...] = ()
     model: BaselineSpec = field(default_factory=BaselineSpec)
-    augmentation: Augmentation = field(default_factory=Augmentation)
-    batch_size: int = 2
-    learning_rate: float = 1e-3
-    dice_loss_weight: float = 2.0
-    seed: int = 0
-    checkpoint_every: int = 50
-    validate_every: int = 100
-    threads: int = 0
-
-    @classmethod
-    def load(cls, path: str | Path) -> BaselineTrainConfig:
-        return load_training_config(cls, path)
 
     def card(self) -> BaselineCard:
         spec = self.model
@@ -240,26 +214,8 @@ class BaselineTrainer(Trainer):
     replaces what touches the networks: the step, validation, checkpoint contents and export.
     """
 
-    def __init__(self, config: BaselineTrainConfig, log: Callable[[str], None] = print) -> None:
-        self.config, self.log = config, log
-        self.card = config.card()
-        if config.threads:
-            torch.set_num_threads(config.threads)
-        torch.manual_seed(config.seed)
-        self.network = build_network(self.card)
-        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=config.learning_rate)
-        self.segmentation_loss = DiceCELoss(
-            to_onehot_y=True, softmax=True, lambda_dice=config.dice_loss_weight, lambda_ce=1.0
-        )
-        self.augment = augmentation_pipeline(config.augmentation)
-        train = find_cases(config.data_dir, config.train_cases) if config.train_cases else find_cases(config.data_dir)
-        self.train_cases = [load_training_case(case, self.card) for case in train]  # type: ignore[arg-type]
-        self.validation_cases = [
-            load_training_case(case, self.card)  # type: ignore[arg-type]
-            for case in find_cases(config.data_dir, config.validation_cases)
-        ] if config.validation_cases else []
-        self.step = 0
-        self.output_dir = Path(config.output_dir)
+    def make_network(self) -> UNet:  # type: ignore[override]
+        return build_network(self.card)
 
     def train_step(self, step: int) -> dict[str, float]:
         self.network.train()
@@ -295,19 +251,7 @@ class BaselineTrainer(Trainer):
         pass
 
     def export(self, seconds: float) -> BaselineCard:  # type: ignore[override]
-        card = dataclasses.replace(
-            self.card,
-            training={
-                "data": "knee-oai: OAI-derived knee MRI with femur/tibia labels (LDSeg public demo cases)",
-                "cases": [case.name for case in self.train_cases],
-                "validation_cases": [case.name for case in self.validation_cases],
-                "steps": self.step,
-                "batch_size": self.config.batch_size,
-                "learning_rate": self.config.learning_rate,
-                "seconds": round(seconds),
-                "hardware": hardware_description(),
-            },
-        )
+        card = dataclasses.replace(self.card, training=self.training_record(seconds))
         return save_baseline_package(self.inference_network(), card, self.output_dir / "model")
 
 

@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--seed", type=int, default=0, help="seed of the noise draws (default 0)")
     segment.add_argument("--chunk-size", type=int, default=8, help="samples per batch (halved on GPU out-of-memory)")
     segment.add_argument("--save-samples", action="store_true", help="also write each sample as .seg.nrrd")
+    segment.add_argument("--all-components", action="store_true",
+                         help="keep every connected piece of a structure (default: only the largest, which drops stray islands)")
     segment.add_argument("--progress", default="bar", choices=("bar", "jsonl", "none"))
     segment.add_argument("--series-uid", help="DICOM SeriesInstanceUID when the folder holds several series")
     segment.add_argument("--dicom-seg", action="store_true", help="also write a DICOM SEG (DICOM input only)")
@@ -131,7 +133,7 @@ def run_segment(args: argparse.Namespace, cancel: _CancelFlag) -> int:
         samples=args.samples if args.samples is not None else card.diffusion.default_samples,
         steps=args.steps if args.steps is not None else card.diffusion.default_steps,
         fusion=args.fusion, uncertainty=args.uncertainty, seed=args.seed, chunk_size=args.chunk_size,
-        keep_samples=args.save_samples,
+        keep_samples=args.save_samples, largest_component=not args.all_components,
     )
     progress = _JsonlProgress() if args.progress == "jsonl" else _BarProgress() if args.progress == "bar" else None
     started = time.perf_counter()

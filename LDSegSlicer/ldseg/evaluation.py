@@ -90,7 +90,7 @@ class LDSegPredictor:
         )
         self.segment_settings.validate()
         self.settings = {"samples": samples, "steps": steps, "fusion": "mean", "uncertainty": UNCERTAINTY_MEASURE,
-                         "seed": seed, "device": str(device)}
+                         "largest_component": True, "seed": seed, "device": str(device)}
 
     def predict(self, image: sitk.Image) -> Prediction:
         result = self.segmenter.segment(image, self.segment_settings)

@@ -22,6 +22,7 @@ from .fusion import fuse
 from .imageio import validate_image
 from .package import ModelPackage
 from .posterior import draw_samples, initial_noise
+from .postprocess import keep_largest_components
 from .preprocess import prepare_image, probabilities_to_input_grid
 from .sampler import cosine_alphas_cumprod
 from .uncertainty import SampleStatistics, structure_statistics
@@ -62,6 +63,7 @@ class SegmentSettings:
     seed: int | None = 0
     chunk_size: int = 8
     keep_samples: bool = False
+    largest_component: bool = True  # drop islands apart from each structure's largest piece
 
     def validate(self) -> None:
         if not 1 <= self.samples <= MAX_SAMPLES:
@@ -139,6 +141,8 @@ class Segmenter:
         report("Fusing samples", 0.9)
         mark = time.perf_counter()
         fused = fuse(stats, settings.fusion)
+        if settings.largest_component:
+            fused = keep_largest_components(fused, [label.value for label in self.card.labels])
         timings["fusion"] = time.perf_counter() - mark
 
         report("Computing uncertainty", 0.95)

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import SimpleITK as sitk
@@ -118,29 +118,37 @@ def load_training_config(kind: type, path: str | Path):
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class RunConfig:
+    """What every training run sets, whatever its network: data, steps, augmentation, optimiser, logging."""
+
     data_dir: str
     output_dir: str
     steps: int
     model_type: str = "ldseg"  # `ldseg train` dispatches on it (see ldseg.baseline.train_from_config)
     train_cases: tuple[str, ...] = ()
     validation_cases: tuple[str, ...] = ()
-    model: ModelSpec = field(default_factory=ModelSpec)
     augmentation: Augmentation = field(default_factory=Augmentation)
     batch_size: int = 2
     learning_rate: float = 1e-3
-    ema_decay: float = 0.995
     dice_loss_weight: float = 2.0
-    noise_loss_weight: float = 1.0
     seed: int = 0
     checkpoint_every: int = 50
     validate_every: int = 100
-    validation_samples: int = 4
     threads: int = 0  # 0: torch's default
 
     @classmethod
-    def load(cls, path: str | Path) -> TrainConfig:
+    def load(cls, path: str | Path) -> Self:
         return load_training_config(cls, path)
+
+
+@dataclass(frozen=True)
+class TrainConfig(RunConfig):
+    """An LDSeg training run: the four networks' model spec, the EMA denoiser and the noise loss."""
+
+    model: ModelSpec = field(default_factory=ModelSpec)
+    ema_decay: float = 0.995
+    noise_loss_weight: float = 1.0
+    validation_samples: int = 4
 
     def card(self) -> ModelCard:
         spec = self.model
@@ -207,28 +215,31 @@ def augmentation_pipeline(aug: Augmentation) -> Compose:
 class Trainer:
     """Holds the networks, optimiser, EMA denoiser and data for one training run."""
 
-    def __init__(self, config: TrainConfig, log: Callable[[str], None] = print) -> None:
+    def __init__(self, config: RunConfig, log: Callable[[str], None] = print) -> None:
         self.config, self.log = config, log
         self.card = config.card()
         if config.threads:
             torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
-        self.network = LDSegNetwork(self.card)
-        self.ema_denoiser = copy.deepcopy(self.network.denoiser).requires_grad_(False)
+        self.network = self.make_network()
         self.optimizer = torch.optim.Adam(self.network.parameters(), lr=config.learning_rate)
-        self.alphas_cumprod = cosine_alphas_cumprod(self.card.diffusion.train_timesteps)
         self.segmentation_loss = DiceCELoss(
             to_onehot_y=True, softmax=True, lambda_dice=config.dice_loss_weight, lambda_ce=1.0
         )
         self.augment = augmentation_pipeline(config.augmentation)
-        all_cases = find_cases(config.data_dir)
-        train = find_cases(config.data_dir, config.train_cases) if config.train_cases else all_cases
-        self.train_cases = [load_training_case(case, self.card) for case in train]
+        self.train_cases = [load_training_case(case, self.card) for case in find_cases(config.data_dir, config.train_cases)]
         self.validation_cases = [
             load_training_case(case, self.card) for case in find_cases(config.data_dir, config.validation_cases)
         ] if config.validation_cases else []
         self.step = 0
         self.output_dir = Path(config.output_dir)
+
+    def make_network(self) -> torch.nn.Module:
+        """The four networks, the EMA copy of the denoiser and the noise schedule (subclasses: their network)."""
+        network = LDSegNetwork(self.card)
+        self.ema_denoiser = copy.deepcopy(network.denoiser).requires_grad_(False)
+        self.alphas_cumprod = cosine_alphas_cumprod(self.card.diffusion.train_timesteps)
+        return network
 
     # --- one step ---------------------------------------------------------------------------------
 
@@ -349,23 +360,26 @@ class Trainer:
         self.step = int(state["step"])
         return True
 
+    def training_record(self, seconds: float) -> dict:
+        """The model card's `training`: data, cases, steps, optimiser, time and hardware."""
+        return {
+            "data": "knee-oai: OAI-derived knee MRI with femur/tibia labels (LDSeg public demo cases)",
+            "cases": [case.name for case in self.train_cases],
+            "validation_cases": [case.name for case in self.validation_cases],
+            "steps": self.step,
+            "batch_size": self.config.batch_size,
+            "learning_rate": self.config.learning_rate,
+            "seconds": round(seconds),
+            "hardware": hardware_description(),
+        }
+
     def export(self, seconds: float) -> ModelCard:
-        card = dataclasses.replace(
-            self.card,
-            training={
-                "data": "knee-oai: OAI-derived knee MRI with femur/tibia labels (LDSeg public demo cases)",
-                "cases": [case.name for case in self.train_cases],
-                "validation_cases": [case.name for case in self.validation_cases],
-                "steps": self.step,
-                "batch_size": self.config.batch_size,
-                "learning_rate": self.config.learning_rate,
-                "ema_decay": self.config.ema_decay,
-                "seconds": round(seconds),
-                "hardware": hardware_description(),
-                "denoised_latent": self.card.diffusion.denoised_latent,
-            },
-        )
-        return save_package(self.inference_network(), card, self.output_dir / "model")
+        training = {
+            **self.training_record(seconds),
+            "ema_decay": self.config.ema_decay,
+            "denoised_latent": self.card.diffusion.denoised_latent,
+        }
+        return save_package(self.inference_network(), dataclasses.replace(self.card, training=training), self.output_dir / "model")
 
     def run(self) -> ModelCard:
         self.output_dir.mkdir(parents=True, exist_ok=True)

@@ -58,6 +58,7 @@ def test_seg_nrrd_has_slicer_segment_metadata_and_input_geometry(segmented, knee
 def test_summary_reports_settings_model_structures_and_timings(segmented):
     summary = json.loads((segmented / "knee1.json").read_text())
     assert summary["settings"]["samples"] == 3 and summary["settings"]["steps"] == 2
+    assert summary["settings"]["largest_component"] is True
     assert summary["model"]["name"] == "knee-bones" and len(summary["model"]["weights_sha256"]) == 64
     assert set(summary["structures"]) == {"Femur", "Tibia"}
     assert {"volume_ml", "mean_uncertainty", "boundary_uncertainty", "mean_pairwise_dice"} <= set(summary["structures"]["Femur"])
@@ -68,11 +69,12 @@ def test_summary_reports_settings_model_structures_and_timings(segmented):
 def test_jsonl_progress_for_the_slicer_panel(random_model, small_knee, tmp_path):
     image = tmp_path / "small.nrrd"
     sitk.WriteImage(small_knee, str(image))
-    run = ldseg("segment", image, "-o", tmp_path / "out", "--model", random_model, "--samples", 2, "--progress", "jsonl")
+    run = ldseg("segment", image, "-o", tmp_path / "out", "--model", random_model, "--samples", 2, "--progress", "jsonl",
+                "--all-components")
     assert run.returncode == 0, run.stderr
     events = [json.loads(line) for line in run.stdout.splitlines()]
     assert events[0]["event"] == "progress" and events[-1]["event"] == "done"
-    assert Path(events[-1]["summary"]).is_file()
+    assert json.loads(Path(events[-1]["summary"]).read_text())["settings"]["largest_component"] is False
     fractions = [e["fraction"] for e in events if e["event"] == "progress"]
     assert fractions == sorted(fractions)
 

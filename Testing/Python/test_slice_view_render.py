@@ -2,7 +2,7 @@
 imported segmentation (fill and outline) and the uncertainty heatmap are visible in the pixels.
 
 The README screenshot (Resources/Screenshots/slice-view.png) comes from the same code on the bundled
-model's result for the held-out knee4 case; set LDSEG_UPDATE_SCREENSHOTS=1 to refresh it.
+model's result for knee4; set LDSEG_UPDATE_SCREENSHOTS=1 to refresh it.
 """
 
 import os
@@ -92,7 +92,7 @@ def test_uncertainty_heatmap_is_visible_over_the_input_and_follows_the_opacity(s
 
 
 def _knee_outputs(folder, data_dir):
-    """The bundled model's real result for knee4 (held out from its training), as the panel gets it."""
+    """The bundled model's real result for knee4, as the panel gets it."""
     image_path = data_dir / "images" / "knee4.nii.gz"
     run = subprocess.run([sys.executable, "-m", "ldseg.cli", "segment", str(image_path), "-o", str(folder),
                           "--progress", "none"], capture_output=True, text=True, timeout=600)

@@ -144,9 +144,9 @@ def test_train_refuses_an_unknown_model_type(tmp_path, data):
         train_from_config(synthetic_cases.write_config(tmp_path / "x.yaml", config), QUIET)
 
 
-def test_the_baseline_config_of_the_repository_loads():
+def test_the_baseline_config_matches_the_held_out_ldseg_config():
     config = BaselineTrainConfig.load(synthetic_cases.REPO / "configs" / "baseline-knee.yaml")
-    ldseg = TrainConfig.load(synthetic_cases.REPO / "configs" / "knee-bones.yaml")
+    ldseg = TrainConfig.load(synthetic_cases.REPO / "configs" / "knee-bones-knee4-held-out.yaml")
     assert (config.train_cases, config.validation_cases) == (ldseg.train_cases, ldseg.validation_cases)
     assert config.card().model_grid == ldseg.card().model_grid
     assert config.data_dir == ldseg.data_dir
