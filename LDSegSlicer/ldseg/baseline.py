@@ -211,7 +211,7 @@ class BaselineTrainer(Trainer):
     """The LDSeg Trainer with the UNet in place of the four networks.
 
     Inherits `batch` (data, augmentation, seeding) and `run` (loop, log, checkpoints, resume) unchanged;
-    replaces what touches the networks: the step, validation, checkpoint contents and export.
+    replaces what touches the networks: the network itself, the step, validation, checkpoint contents and export.
     """
 
     def make_network(self) -> UNet:  # type: ignore[override]

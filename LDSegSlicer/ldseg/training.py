@@ -329,6 +329,7 @@ class Trainer:
             "step": torch.tensor(self.step),
             "architecture": self.checkpoint_fingerprint(),
             "model_grid": torch.tensor(self.card.model_grid),
+            "train_cases": json.dumps([case.name for case in self.train_cases]),
             "network": self.network.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             **self.extra_state(),
@@ -353,6 +354,12 @@ class Trainer:
             raise LDSegError(
                 f"Checkpoint {path} was written for another model, architecture or model grid than this config; "
                 "use a new output_dir or the config that wrote it."
+            )
+        cases = json.dumps([case.name for case in self.train_cases])
+        if state.get("train_cases", cases) != cases:  # checkpoints from before 0.2 did not record their cases
+            raise LDSegError(
+                f"Checkpoint {path} was trained on cases {', '.join(json.loads(state['train_cases']))}, this config "
+                f"trains on {', '.join(json.loads(cases))}; use a new output_dir or the config that wrote it."
             )
         self.network.load_state_dict(state["network"])
         self.optimizer.load_state_dict(state["optimizer"])

@@ -223,6 +223,13 @@ def test_ldseg_refuses_a_checkpoint_of_another_architecture(tmp_path, data):
         Trainer(TrainConfig.load(synthetic_cases.write_config(tmp_path / "other.yaml", other)), QUIET).run()
 
 
+def test_a_checkpoint_of_other_training_cases_is_refused(tmp_path, data):
+    ldseg_trainer(tmp_path, data, steps=2).run()
+    other = synthetic_cases.tiny_config(data, tmp_path / "run", steps=4, train_cases=["case1", "case3"])
+    with pytest.raises(LDSegError, match="trained on cases case1, case2, this config trains on case1, case3"):
+        Trainer(TrainConfig.load(synthetic_cases.write_config(tmp_path / "other.yaml", other)), QUIET).run()
+
+
 def test_neither_trainer_resumes_the_other_s_checkpoint(tmp_path, data):
     baseline_trainer(tmp_path, data, steps=2, name="shared").run()
     with pytest.raises(LDSegError, match="another model, architecture"):
