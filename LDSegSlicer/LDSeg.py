@@ -74,6 +74,7 @@ class LDSegParameterNode:
     device: Annotated[str, Choice(choices.DEVICES)] = "auto"
     seed: Annotated[int, WithinRange(0, 2**31 - 1)] = 0
     saveSamples: bool = False
+    allComponents: bool = False
     outputSegmentation: vtkMRMLSegmentationNode
     outputUncertainty: vtkMRMLScalarVolumeNode
     uncertaintyOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
@@ -324,7 +325,7 @@ class LDSegLogic(ScriptedLoadableModuleLogic, VTKObservationMixin):
         settings = RunSettings(
             model=parameters.model, samples=parameters.samples, steps=parameters.ddimSteps,
             fusion=parameters.fusion, uncertainty=parameters.uncertaintyMeasure, device=parameters.device,
-            seed=parameters.seed, save_samples=parameters.saveSamples,
+            seed=parameters.seed, save_samples=parameters.saveSamples, all_components=parameters.allComponents,
         )
         run = SegmentationRun(
             slicer.mrmlScene,

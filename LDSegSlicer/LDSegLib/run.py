@@ -34,6 +34,7 @@ class RunSettings:
     device: str = "auto"
     seed: int = 0
     save_samples: bool = False
+    all_components: bool = False
 
     def cli_options(self) -> dict[str, object]:
         return {
@@ -45,6 +46,7 @@ class RunSettings:
             "device": self.device,
             "seed": self.seed,
             "save-samples": self.save_samples,
+            "all-components": self.all_components,
         }
 
 

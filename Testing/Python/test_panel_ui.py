@@ -6,6 +6,7 @@ their place so the picture shows a populated panel. Set LDSEG_UPDATE_SCREENSHOTS
 Resources/Screenshots/panel.png.
 """
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -82,7 +83,8 @@ def test_panel_screenshot_shows_the_controls(application, tmp_path):
             combo.addItem(combo.property("noneDisplay"))
     panel.findChild(QtWidgets.QComboBox, "inputVolumeSelector").addItem("knee1")
     panel.findChild(QtWidgets.QComboBox, "modelComboBox").addItem("knee-bones")
-    panel.findChild(QtWidgets.QLabel, "modelVersionLabel").setText("1.0.0 (bundled)")
+    version = json.loads((REPO / "Resources" / "Models" / "knee-bones" / "model-card.json").read_text())["version"]
+    panel.findChild(QtWidgets.QLabel, "modelVersionLabel").setText(f"{version} (bundled)")
     for name, items in (("fusionComboBox", ["mean", "majority", "staple"]),
                         ("uncertaintyComboBox", ["entropy", "mutual_information", "disagreement", "variance"]),
                         ("deviceComboBox", ["auto", "cpu", "cuda", "mps"])):

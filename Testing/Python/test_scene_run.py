@@ -50,15 +50,16 @@ def case(tmp_path):
 
 def test_command_line_carries_the_panel_settings():
     settings = RunSettings(model="ldseg-knee", samples=4, steps=3, fusion="staple", uncertainty="entropy",
-                           device="cpu", seed=7, save_samples=True)
+                           device="cpu", seed=7, save_samples=True, all_components=True)
     command = process.segment_command(Path("in.nrrd"), Path("out"), settings.cli_options(), python="py")
     assert command[:9] == ["py", "-m", "ldseg.cli", "segment", "in.nrrd", "-o", "out", "--progress", "jsonl"]
     options = command[9:]
     for flag, value in [("--model", "ldseg-knee"), ("--samples", "4"), ("--steps", "3"), ("--fusion", "staple"),
                         ("--device", "cpu"), ("--seed", "7")]:
         assert options[options.index(flag) + 1] == value
-    assert "--save-samples" in options
-    assert "--save-samples" not in process.segment_command(Path("a"), Path("b"), RunSettings().cli_options(), "py")
+    assert "--save-samples" in options and "--all-components" in options
+    defaults = process.segment_command(Path("a"), Path("b"), RunSettings().cli_options(), "py")
+    assert "--save-samples" not in defaults and "--all-components" not in defaults
 
 
 def test_a_successful_run_reports_progress_and_imports_the_result(case):
