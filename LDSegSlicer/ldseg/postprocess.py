@@ -1,8 +1,8 @@
 """Post-processing of a fused label map on the input grid.
 
 A femur or a tibia is one connected piece of bone. A fused segmentation sometimes adds small
-islands far from it (in the 500-step leave-one-out, femur HD95 30 mm on knee1 came from one such
-island; keeping the largest component brought it to 4.6 mm). Dropping every piece but the
+islands far from it (in the 500-step leave-one-out, knee1's femur HD95 of 30 mm came from such
+islands; keeping the largest component brought it to 4.6 mm). Dropping every piece but the
 largest removes them without touching the bone's own boundary.
 """
 
