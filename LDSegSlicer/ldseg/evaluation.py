@@ -89,8 +89,9 @@ class LDSegPredictor:
             samples=samples, steps=steps, fusion="mean", uncertainty=UNCERTAINTY_MEASURE, seed=seed, keep_samples=True
         )
         self.segment_settings.validate()
-        self.settings = {"samples": samples, "steps": steps, "fusion": "mean", "uncertainty": UNCERTAINTY_MEASURE,
-                         "largest_component": True, "seed": seed, "device": str(device)}
+        run = self.segment_settings  # the report states what the Segmenter was given, from one place
+        self.settings = {"samples": run.samples, "steps": run.steps, "fusion": run.fusion, "uncertainty": run.uncertainty,
+                         "largest_component": run.largest_component, "seed": run.seed, "device": str(device)}
 
     def predict(self, image: sitk.Image) -> Prediction:
         result = self.segmenter.segment(image, self.segment_settings)
