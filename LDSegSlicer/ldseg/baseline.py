@@ -220,8 +220,10 @@ class BaselineTrainer(Trainer):
     def train_step(self, step: int) -> dict[str, float]:
         self.network.train()
         torch.manual_seed(self.config.seed * 1_000_003 + step)
-        x, y = self.batch(step)
-        loss = self.segmentation_loss(self.network(x), y)
+        x, y = self.next_batch(step)
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+            logits = self.network(x)
+        loss = self.segmentation_loss(logits.float(), y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

@@ -46,6 +46,14 @@ class Architecture:
 
     Every encoder stage after the first halves the grid, so the latent grid is the model grid
     divided by 2 ** (len(label_encoder_channels) - 1).
+
+    decoder_image_skips gives the label decoder the image encoder's feature maps at every scale it
+    upsamples to (a U-Net's skip connections): the diffusion stays in the small latent, which fixes
+    the shape, while boundaries are drawn at the model grid's own resolution. Without skips the
+    decoder sees the latent alone and its boundaries are only as sharp as the latent is fine.
+    full_resolution_kernel is the kernel of the decoder's last (model-grid) stage: 1 makes it a
+    per-voxel mixing of the upsampled sample features with the shared image features, which keeps
+    the per-sample cost at full resolution small.
     """
 
     label_encoder_channels: tuple[int, ...] = (16, 32, 64, 64, 32)
@@ -57,6 +65,8 @@ class Architecture:
     denoiser_norm_groups: int = 4
     encoder_groups: int = 4
     dropout: float = 0.2
+    decoder_image_skips: bool = False
+    full_resolution_kernel: int = 3
 
     @property
     def downsampling_factor(self) -> int:
@@ -154,9 +164,6 @@ class ModelCard:
             problems.append(f"format_version {self.format_version} (this LDSeg reads {CARD_FORMAT_VERSION})")
         if len(self.model_grid) != 3 or any(size <= 0 for size in self.model_grid):
             problems.append(f"model_grid {self.model_grid} is not three positive sizes")
-        factor = self.architecture.downsampling_factor
-        if any(size % factor for size in self.model_grid):
-            problems.append(f"model_grid {self.model_grid} is not divisible by the encoders' factor {factor}")
         arch = self.architecture
         if len(arch.image_encoder_channels) != len(arch.label_encoder_channels):
             problems.append("image and label encoders must downsample the same number of times")
@@ -164,6 +171,14 @@ class ModelCard:
             problems.append("label_decoder_channels needs one entry per encoder downsampling")
         if len(arch.denoiser_attention_levels) != len(arch.denoiser_channels):
             problems.append("denoiser_attention_levels needs one entry per denoiser level")
+        # the encoders halve the grid per stage, and the denoiser halves the latent per level
+        factor = arch.downsampling_factor * 2 ** (len(arch.denoiser_channels) - 1)
+        if any(size % factor for size in self.model_grid):
+            problems.append(
+                f"model_grid {self.model_grid} is not divisible by {factor} (the encoders' and the denoiser's downsampling)"
+            )
+        if arch.full_resolution_kernel not in (1, 3):
+            problems.append(f"architecture.full_resolution_kernel {arch.full_resolution_kernel} is not 1 or 3")
         values = [label.value for label in self.labels]
         if not self.labels or sorted(values) != list(range(1, len(values) + 1)):
             problems.append(f"label values {values} must be 1..N")

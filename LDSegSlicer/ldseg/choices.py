@@ -9,3 +9,4 @@ UNCERTAINTY_MEASURES = ("entropy", "mutual_information", "disagreement", "varian
 DEVICES = ("auto", "cpu", "cuda", "mps")
 MAX_SAMPLES = 64
 MAX_STEPS = 1000
+BAND_THRESHOLD = 0.2  # `ldseg evaluate`'s default tau of the uncertainty band (nats of entropy), ldseg/evaluation.py

@@ -21,7 +21,7 @@ EXIT_ERROR, EXIT_CANCELLED = 1, 130
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .choices import DEVICES, FUSION_METHODS, MAX_SAMPLES, UNCERTAINTY_MEASURES
+    from .choices import BAND_THRESHOLD, DEVICES, FUSION_METHODS, MAX_SAMPLES, UNCERTAINTY_MEASURES
     from .store import DEFAULT_MODEL
 
     parser = argparse.ArgumentParser(prog="ldseg", description="LDSeg latent-diffusion segmentation of knee MRI.")
@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--noise", type=float, nargs="*", default=(0.05, 0.10, 0.20),
                           help="Gaussian noise sigmas added to the [0, 1]-scaled image")
     evaluate.add_argument("--device", default="auto", choices=DEVICES)
+    evaluate.add_argument("--band-threshold", type=float, default=BAND_THRESHOLD,
+                          help="uncertainty at or above which a voxel is in the band (default %(default)s nats of entropy)")
 
     models = commands.add_parser("models", help="list installed models or import one")
     models_commands = models.add_subparsers(dest="models_command", required=True)

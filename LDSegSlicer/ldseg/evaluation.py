@@ -18,6 +18,8 @@ centre a to the nearest voxel centre of B, using the image spacing; all computed
 | ECE | expected calibration error of the mean class probability: per class (one-vs-rest, background included), 20 equal-width bins, sum over bins of (bin share) x |mean probability - observed frequency|, averaged over classes; `monai.metrics.CalibrationErrorMetric` |
 | noisy Dice | Dice of the fused result after adding Gaussian noise of standard deviation sigma to the [0, 1] min-max scaled image (no clipping, one fixed noise field per case scaled by sigma, seed fixed) |
 | seconds | wall time of the segmentation of the clean image (all samples, fusion, uncertainty) |
+| band width (mm) | sharpness of the uncertainty: volume (mm^3) of the band voxels, those whose uncertainty is >= tau, divided by the fused mask's surface area (mm^2: the voxel faces between the mask and the rest, each of its physical area). Band voxels are assigned to the structure whose fused mask is nearest (in mm), so the structures' bands add up to the whole band. A band one voxel thick along the surface gives about one voxel size |
+| errors in band | share of the fused mask's error voxels (fused XOR true) whose uncertainty is >= tau: how much of what is wrong the band points at |
 
 AUROC and ECE are computed in the uncertainty region: the bounding box of the union of the true and
 the predicted foreground, grown by REGION_MARGIN voxels on every side (clipped to the volume). The
@@ -40,6 +42,7 @@ import torch
 from monai.metrics import CalibrationErrorMetric, DiceMetric
 from monai.metrics.utils import get_edge_surface_distance
 
+from .choices import BAND_THRESHOLD
 from .data import Case, find_cases, read_case
 from .errors import LDSegError
 from .imageio import atomic_write_bytes, ensure_writable_directory
@@ -200,6 +203,46 @@ def uncertainty_quality(prediction: Prediction, truth: np.ndarray) -> dict[str, 
     }
 
 
+def surface_area(mask: np.ndarray, spacing: tuple[float, ...]) -> float:
+    """Area in mm^2 of the voxel faces between `mask` and the rest (the volume's border counts as outside)."""
+    padded = np.pad(mask, 1)
+    area = 0.0
+    for axis in range(mask.ndim):
+        face = float(np.prod([size for other, size in enumerate(spacing) if other != axis]))
+        area += face * int(np.count_nonzero(np.diff(padded, axis=axis)))
+    return area
+
+
+def nearest_structure(labels: np.ndarray, values: list[int], spacing: tuple[float, ...]) -> np.ndarray:
+    """For every voxel, the label value of the structure whose fused mask is nearest in mm (0 if all are empty)."""
+    distances = []
+    for value in values:
+        mask = sitk.GetImageFromArray((labels == value).astype(np.uint8))
+        mask.SetSpacing(tuple(float(size) for size in spacing[::-1]))
+        if not (labels == value).any():
+            distances.append(np.full(labels.shape, np.inf, dtype=np.float32))
+            continue
+        distance = sitk.SignedMaurerDistanceMap(mask, insideIsPositive=False, squaredDistance=False, useImageSpacing=True)
+        distances.append(sitk.GetArrayFromImage(distance))
+    stacked = np.stack(distances)
+    nearest = np.asarray(values)[np.argmin(stacked, axis=0)]
+    return np.where(np.isfinite(stacked.min(axis=0)), nearest, 0)
+
+
+def sharpness(prediction: Prediction, truth: np.ndarray, value: int, owner: np.ndarray, spacing: tuple[float, ...],
+              tau: float) -> dict[str, Any]:
+    """Band width (mm) and the share of the fused mask's error voxels in the band (module docstring)."""
+    band = prediction.uncertainty >= tau
+    fused = prediction.labels == value
+    area = surface_area(fused, spacing)
+    errors = fused ^ (truth == value)
+    voxel_volume = float(np.prod(spacing))
+    return {
+        "band_width_mm": float(np.count_nonzero(band & (owner == value)) * voxel_volume / area) if area else None,
+        "errors_in_band": float(np.count_nonzero(band & errors) / np.count_nonzero(errors)) if errors.any() else None,
+    }
+
+
 def structure_figures(prediction: Prediction, truth: np.ndarray, value: int, spacing: tuple[float, ...]) -> dict[str, Any]:
     """Dice, HD95, ASSD of the fused mask; single-sample Dice and pairwise Dice of the samples."""
     from .uncertainty import mean_pairwise_dice
@@ -230,7 +273,9 @@ def noisy_image(image: sitk.Image, sigma: float, seed: int = NOISE_SEED) -> sitk
 # --- one case, all cases, the report --------------------------------------------------------------
 
 
-def evaluate_case(predictor: Predictor, case: Case, noise_sigmas: tuple[float, ...] = ()) -> dict[str, Any]:
+def evaluate_case(
+    predictor: Predictor, case: Case, noise_sigmas: tuple[float, ...] = (), band_threshold: float = BAND_THRESHOLD
+) -> dict[str, Any]:
     """All figures of one case (see the module docstring)."""
     image, truth_image = read_case(case, predictor.card.num_classes)
     truth = sitk.GetArrayFromImage(truth_image)
@@ -238,7 +283,15 @@ def evaluate_case(predictor: Predictor, case: Case, noise_sigmas: tuple[float, .
     started = time.perf_counter()
     prediction = predictor.predict(image)
     seconds = time.perf_counter() - started
-    structures = {label.name: structure_figures(prediction, truth, label.value, spacing) for label in predictor.card.labels}
+    values = [label.value for label in predictor.card.labels]
+    owner = nearest_structure(prediction.labels, values, spacing)
+    structures = {
+        label.name: {
+            **structure_figures(prediction, truth, label.value, spacing),
+            **sharpness(prediction, truth, label.value, owner, spacing, band_threshold),
+        }
+        for label in predictor.card.labels
+    }
     for sigma in noise_sigmas:
         noisy = predictor.predict(noisy_image(image, sigma)).labels
         for label in predictor.card.labels:
@@ -274,7 +327,8 @@ def _cell(value: float | None, digits: int) -> str:
 
 def _structure_row(case: str, name: str, f: dict[str, Any], sigmas: list[str]) -> str:
     cells = [case, name, _cell(f["dice"], 4), _cell(f["hd95_mm"], 2), _cell(f["assd_mm"], 2),
-             _cell(f["single_sample_dice"], 4), _cell(f["pairwise_dice"], 4)]
+             _cell(f["single_sample_dice"], 4), _cell(f["pairwise_dice"], 4), _cell(f["band_width_mm"], 2),
+             _cell(f["errors_in_band"], 3)]
     cells += [_cell(f["noisy_dice"].get(sigma), 4) for sigma in sigmas]
     return "| " + " | ".join(cells) + " |"
 
@@ -288,8 +342,9 @@ def markdown_report(report: dict[str, Any]) -> str:
         f"Data: {report['data_dir']}; settings: " + ", ".join(f"{k} {v}" for k, v in settings.items()) + ".",
         "Figures on each input's native grid; distances in mm; definitions in ldseg/evaluation.py.", "",
         "| case | structure | Dice | HD95 (mm) | ASSD (mm) | single-sample Dice | pairwise Dice | "
+        f"band width (mm), tau {settings['band_threshold']:g} | errors in band | "
         + " | ".join(f"Dice sigma={s}" for s in sigmas) + " |",
-        "|" + " --- |" * (7 + len(sigmas)),
+        "|" + " --- |" * (9 + len(sigmas)),
     ]
     for case_name, case in cases.items():
         lines += [_structure_row(case_name, name, f, sigmas) for name, f in case["structures"].items()]
@@ -330,13 +385,14 @@ def run_evaluation(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, dict[str, Any]] = {}
     for index, case in enumerate(cases, 1):
         print(f"[{index}/{len(cases)}] {case.name}: segmenting (clean, then {len(args.noise)} noise level(s))", flush=True)
-        results[case.name] = evaluate_case(predictor, case, tuple(args.noise))
+        results[case.name] = evaluate_case(predictor, case, tuple(args.noise), args.band_threshold)
         print(f"[{index}/{len(cases)}] " + _case_line(case.name, results[case.name]), flush=True)
     card = predictor.card
     report = {
         "model": {"name": card.name, "version": card.version, "kind": predictor.kind, "weights_sha256": card.weights_sha256},
         "data_dir": str(args.data_dir),
-        "settings": {**predictor.settings, "noise_sigmas": [float(s) for s in args.noise], "noise_seed": NOISE_SEED},
+        "settings": {**predictor.settings, "noise_sigmas": [float(s) for s in args.noise], "noise_seed": NOISE_SEED,
+                     "band_threshold": args.band_threshold},
         "uncertainty_measure": predictor.settings.get("uncertainty", UNCERTAINTY_MEASURE),
         "uncertainty_region": f"bounding box of union(true, predicted foreground) grown by {REGION_MARGIN} voxels",
         "cases": results,

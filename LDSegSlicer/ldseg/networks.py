@@ -72,8 +72,10 @@ class ImageEncoderBlock(nn.Module):
         self.pool = nn.MaxPool3d(2)
         self.norm = nn.GroupNorm(min(groups, channels), channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.pool(nn.functional.silu(self.shortcut(x) + self.convs(x))))
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features at the input's scale, before pooling; the pooled, normalised output)."""
+        features = nn.functional.silu(self.shortcut(x) + self.convs(x))
+        return features, self.norm(self.pool(features))
 
 
 def _groups(in_channels: int, out_channels: int, groups: int) -> int:
@@ -84,7 +86,7 @@ def _groups(in_channels: int, out_channels: int, groups: int) -> int:
 
 
 class ImageEncoder(nn.Module):
-    """Image X -> z_i on the latent grid.
+    """Image X -> z_i on the latent grid, and the feature maps the label decoder's skips take.
 
     Ends with the same whole-latent LayerNorm as the label encoder rather than the reference's
     BatchNorm: at inference the image latent is computed once per volume, so batch statistics from
@@ -101,29 +103,55 @@ class ImageEncoder(nn.Module):
         self.body = nn.Sequential(*layers)
         self.latent_norm = LatentLayerNorm(latent_grid, learned_affine=True)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.latent_norm(self.body(x))
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(z_i, skips): skips[k] is block k's pre-pooling feature map, at 1 / 2**k of the model grid."""
+        skips = []
+        for layer in self.body:
+            if isinstance(layer, ImageEncoderBlock):
+                features, x = layer(x)
+                skips.append(features)
+            else:
+                x = layer(x)
+        return self.latent_norm(x), skips
 
 
 class LabelDecoder(nn.Module):
-    """z_dn -> class logits on the model grid: (nearest upsample x2, conv, residual block) stages."""
+    """z_dn -> class logits on the model grid: stages of (nearest upsample x2, conv, residual block).
+
+    With image skips (Architecture.decoder_image_skips) each stage also takes the image encoder's
+    features at its scale, concatenated after the upsampling, as in a U-Net.
+    """
 
     def __init__(self, arch: Architecture, num_classes: int) -> None:
         super().__init__()
+        self.image_skips = arch.decoder_image_skips
+        # stage s (coarsest first) takes the pre-pooling features of image encoder block n - s (its scale)
+        skip_channels = arch.image_encoder_channels[:0:-1] if self.image_skips else (0,) * len(arch.label_decoder_channels)
+        last = len(arch.label_decoder_channels) - 1
         layers: list[nn.Module] = []
         in_channels = 1
-        for channels in arch.label_decoder_channels:
+        for stage, (channels, skip) in enumerate(zip(arch.label_decoder_channels, skip_channels)):
+            kernel = arch.full_resolution_kernel if stage == last else 3
+            norm = _norm(channels, arch.encoder_groups)
             layers += [
                 nn.Upsample(scale_factor=2, mode="nearest"),
-                nn.Conv3d(in_channels, channels, 3, padding=1),
-                UnetResBlock(3, channels, channels, 3, 1, _norm(channels, arch.encoder_groups), "swish", arch.dropout),
+                nn.Conv3d(in_channels + skip, channels, kernel, padding=kernel // 2),
+                UnetResBlock(3, channels, channels, kernel, 1, norm, "swish", arch.dropout),
             ]
             in_channels = channels
         layers.append(nn.Conv3d(in_channels, num_classes, kernel_size=1))
         self.body = nn.Sequential(*layers)
 
-    def forward(self, z_dn: torch.Tensor) -> torch.Tensor:
-        return self.body(z_dn)
+    def forward(self, z_dn: torch.Tensor, skips: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """`skips` as ImageEncoder returns them, batch size 1 shared by every latent (needed with image skips)."""
+        pending = list(skips or [])
+        x = z_dn
+        for layer in self.body:
+            x = layer(x)
+            if self.image_skips and isinstance(layer, nn.Upsample):
+                skip = pending.pop()
+                x = torch.cat([x, skip.expand(x.shape[0], *skip.shape[1:])], dim=1)
+        return x
 
 
 def build_denoiser(arch: Architecture) -> DiffusionModelUNet:

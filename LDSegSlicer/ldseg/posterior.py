@@ -48,11 +48,12 @@ def draw_samples(
             on_step(done, total)
 
     with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-        z_i = network.image_encoder(image)
+        z_i, skips = network.image_encoder(image)
         for chunk in chunks:
             z_0 = ddim_sample(
                 lambda z, t: network.predict_noise(z, z_i, t), chunk.to(device), alphas_cumprod, steps, report
             )
-            probabilities = network.label_decoder(z_0).float().softmax(dim=1)
+            # one decoder pass per sample: at the model grid a whole chunk's activations would not fit in memory
+            probabilities = torch.cat([network.label_decoder(z, skips).float().softmax(dim=1) for z in z_0.split(1)])
             report(0, 0)
             yield probabilities

@@ -17,6 +17,7 @@ import json
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -135,6 +136,7 @@ class RunConfig:
     checkpoint_every: int = 50
     validate_every: int = 100
     threads: int = 0  # 0: torch's default
+    device: str = "auto"  # auto: CUDA when there is one (mixed precision), else the CPU
 
     @classmethod
     def load(cls, path: str | Path) -> Self:
@@ -175,13 +177,24 @@ def min_max_scale(array: np.ndarray) -> np.ndarray:
     return ((array - low) / max(high - low, 1e-6)).astype(np.float32)
 
 
-def load_training_case(case: Case, card: ModelCard) -> TrainingCase:
-    image, labels = read_case(case, card.num_classes)
+def read_canonical_case(case: Case, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """A case's image and label arrays (z, y, x) in the canonical orientation that training and inference share."""
+    image, labels = read_case(case, num_classes)
     orientation = AxisOrientation.of(image)
-    unit = min_max_scale(orientation.to_canonical(sitk.GetArrayFromImage(image)))
-    label_array = orientation.to_canonical(sitk.GetArrayFromImage(labels))
+    return (
+        orientation.to_canonical(sitk.GetArrayFromImage(image)),
+        orientation.to_canonical(sitk.GetArrayFromImage(labels)),
+    )
+
+
+def training_case(name: str, image: np.ndarray, labels: np.ndarray, card: ModelCard, device: torch.device) -> TrainingCase:
+    """Canonical image and label arrays -> the case as training uses it, its grid tensors on `device`."""
+    unit = min_max_scale(image)
     return TrainingCase(
-        case.name, unit, grid_image(unit, card), labels_to_model_grid(torch.from_numpy(label_array), card)[None]
+        name,
+        unit,
+        grid_image(unit, card).to(device),
+        labels_to_model_grid(torch.from_numpy(np.asarray(labels)), card)[None].to(device),
     )
 
 
@@ -189,7 +202,8 @@ def grid_image(unit_image: np.ndarray, card: ModelCard) -> torch.Tensor:
     return image_to_model_grid(torch.from_numpy(normalise_intensity(unit_image, card.normalization))[None], card)
 
 
-def augmentation_pipeline(aug: Augmentation) -> Compose:
+def augmentation_pipeline(aug: Augmentation, device: torch.device) -> Compose:
+    """The random transforms; the spatial ones resample on `device` (on a GPU they would otherwise bound the step)."""
     keys = ("image", "labels")
     transforms = [
         RandFlipd(keys, prob=aug.flip_probability, spatial_axis=axis) for axis in aug.flip_axes
@@ -198,11 +212,11 @@ def augmentation_pipeline(aug: Augmentation) -> Compose:
         RandAffined(
             keys, prob=aug.affine_probability, rotate_range=(aug.rotate_radians,) * 3,
             scale_range=(aug.scale_fraction,) * 3, translate_range=(aug.translate_voxels,) * 3,
-            mode=("bilinear", "nearest"), padding_mode="border",
+            mode=("bilinear", "nearest"), padding_mode="border", device=device,
         ),
         Rand3DElasticd(
             keys, sigma_range=(5, 8), magnitude_range=(20, 60), prob=aug.elastic_probability,
-            mode=("bilinear", "nearest"), padding_mode="border",
+            mode=("bilinear", "nearest"), padding_mode="border", device=device,
         ),
         RandBiasFieldd("image", prob=aug.bias_field_probability, coeff_range=(0.0, 0.2)),
         RandAdjustContrastd("image", prob=aug.contrast_probability, gamma=(0.7, 1.5)),
@@ -210,6 +224,28 @@ def augmentation_pipeline(aug: Augmentation) -> Compose:
         RandGaussianNoised("image", prob=aug.grid_noise_probability, std=aug.grid_noise_std),
     ]
     return Compose(transforms)
+
+
+class BatchPrefetcher:
+    """Draws the batch of step + 1 in a background thread while step trains.
+
+    Augmentation runs on the CPU in part (bias field, noise, intensity); on a GPU it would otherwise
+    leave the GPU idle for half of every step. Batches depend only on (seed, step), so drawing them
+    ahead changes nothing.
+    """
+
+    def __init__(self, draw: Callable[[int], tuple[torch.Tensor, torch.Tensor]]) -> None:
+        self.draw = draw
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.pending: tuple[int, Future] | None = None
+
+    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.pending is not None and self.pending[0] == step:
+            batch = self.pending[1].result()
+        else:
+            batch = self.draw(step)
+        self.pending = (step + 1, self.pool.submit(self.draw, step + 1))
+        return batch
 
 
 class Trainer:
@@ -221,22 +257,34 @@ class Trainer:
         if config.threads:
             torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
-        self.network = self.make_network()
+        from .inference import select_device
+
+        self.device = select_device(config.device)
+        # Mixed precision on CUDA only (bfloat16: no loss scaling needed); CPU autocast is slower for 3D convolutions.
+        self.autocast_dtype = torch.bfloat16 if self.device.type == "cuda" else None
+        torch.backends.cudnn.benchmark = self.device.type == "cuda"
+        self.network = self.make_network().to(self.device)
         self.optimizer = torch.optim.Adam(self.network.parameters(), lr=config.learning_rate)
         self.segmentation_loss = DiceCELoss(
             to_onehot_y=True, softmax=True, lambda_dice=config.dice_loss_weight, lambda_ce=1.0
         )
-        self.augment = augmentation_pipeline(config.augmentation)
-        self.train_cases = [load_training_case(case, self.card) for case in find_cases(config.data_dir, config.train_cases)]
-        self.validation_cases = [
-            load_training_case(case, self.card) for case in find_cases(config.data_dir, config.validation_cases)
-        ] if config.validation_cases else []
+        self.augment = augmentation_pipeline(config.augmentation, self.device)
+        self.next_batch = BatchPrefetcher(self.batch)
+        self.train_cases = self.load_cases(config.train_cases)
+        self.validation_cases = self.load_cases(config.validation_cases) if config.validation_cases else []
         self.step = 0
         self.output_dir = Path(config.output_dir)
 
+    def load_cases(self, names: tuple[str, ...]) -> list[TrainingCase]:
+        """The named cases of the config's data folder (all of them for no names), prepared for training."""
+        return [
+            training_case(case.name, *read_canonical_case(case, self.card.num_classes), self.card, self.device)
+            for case in find_cases(self.config.data_dir, names)
+        ]
+
     def make_network(self) -> torch.nn.Module:
         """The four networks, the EMA copy of the denoiser and the noise schedule (subclasses: their network)."""
-        network = LDSegNetwork(self.card)
+        network = LDSegNetwork(self.card).to(self.device)
         self.ema_denoiser = copy.deepcopy(network.denoiser).requires_grad_(False)
         self.alphas_cumprod = cosine_alphas_cumprod(self.card.diffusion.train_timesteps)
         return network
@@ -255,7 +303,7 @@ class Trainer:
             if rng.random() < aug.native_noise_probability:
                 sigma = rng.uniform(0.0, aug.native_noise_max_sigma)
                 noisy = case.unit_image + rng.normal(0.0, sigma, case.unit_image.shape).astype(np.float32)
-                image = grid_image(noisy, self.card)
+                image = grid_image(noisy, self.card).to(self.device)
             item = self.augment({"image": image, "labels": case.labels})
             images.append(torch.as_tensor(item["image"]))
             labels.append(torch.as_tensor(item["labels"]))
@@ -264,17 +312,18 @@ class Trainer:
     def train_step(self, step: int) -> dict[str, float]:
         self.network.train()
         torch.manual_seed(self.config.seed * 1_000_003 + step)
-        x, y = self.batch(step)
-        z_l0 = self.network.label_encoder(y.float())
-        z_i = self.network.image_encoder(x)
+        x, y = self.next_batch(step)
         t = torch.randint(0, len(self.alphas_cumprod), (x.shape[0],))
-        eps = torch.randn_like(z_l0)
-        abar_t = self.alphas_cumprod[t]
-        z_lt = add_noise(z_l0, eps, abar_t)
-        z_nt = self.network.predict_noise(z_lt, z_i, t)
-        z_dn = renormalise(denoised_latent(z_lt, z_nt, abar_t, self.card.diffusion.denoised_latent))
-        y_hat = self.network.label_decoder(z_dn)
-        segmentation = self.segmentation_loss(y_hat, y)
+        abar_t = self.alphas_cumprod[t].to(self.device)
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+            z_l0 = self.network.label_encoder(y.float()).float()
+            z_i, skips = self.network.image_encoder(x)
+            eps = torch.randn_like(z_l0)
+            z_lt = add_noise(z_l0, eps, abar_t)
+            z_nt = self.network.predict_noise(z_lt, z_i, t.to(self.device)).float()
+            z_dn = renormalise(denoised_latent(z_lt, z_nt, abar_t, self.card.diffusion.denoised_latent))
+            y_hat = self.network.label_decoder(z_dn, skips)
+        segmentation = self.segmentation_loss(y_hat.float(), y)
         noise = torch.nn.functional.mse_loss(z_nt, eps)
         loss = segmentation + self.config.noise_loss_weight * noise
         self.optimizer.zero_grad(set_to_none=True)

@@ -43,8 +43,11 @@ def test_package_round_trip_gives_identical_outputs(random_model, tmp_path):
     package = load_package(random_model)
     assert package.card.weights_sha256 and len(package.card.weights_sha256) == 64
     z = torch.randn(1, 1, *package.card.latent_grid)
+    image = torch.randn(1, 1, *package.card.model_grid)
     again = load_package(random_model)
-    torch.testing.assert_close(package.network.label_decoder(z), again.network.label_decoder(z))
+    with torch.no_grad():
+        outputs = [model.network.label_decoder(z, model.network.image_encoder(image)[1]) for model in (package, again)]
+    torch.testing.assert_close(*outputs)
 
 
 def test_tampered_weights_are_refused(random_model, tmp_path):

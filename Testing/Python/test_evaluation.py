@@ -155,6 +155,60 @@ def test_uncertainty_quality_scores_a_perfect_uncertainty_map():
     assert quality["region_voxels"] == 20 * 20 * 21  # foreground 5..14 (z, y), 5..15 (x), grown by 5, clipped at 0
 
 
+def test_surface_area_counts_the_faces_of_each_axis_at_their_physical_size():
+    mask = np.zeros((6, 7, 8), dtype=bool)
+    mask[1:3, 1:4, 1:5] = True  # 2 x 3 x 4 voxels (z, y, x)
+    spacing = (2.0, 1.0, 0.5)  # (z, y, x) in mm
+    # faces normal to z: 2 x (3 x 4) of 1.0 x 0.5 mm^2; to y: 2 x (2 x 4) of 2.0 x 0.5; to x: 2 x (2 x 3) of 2.0 x 1.0
+    assert evaluation.surface_area(mask, spacing) == 2 * 12 * 0.5 + 2 * 8 * 1.0 + 2 * 6 * 2.0
+    edge = np.ones((2, 2, 2), dtype=bool)  # the volume's border counts as outside
+    assert evaluation.surface_area(edge, (1.0, 1.0, 1.0)) == 24.0
+
+
+def _ball_prediction(uncertain_shell: float) -> tuple[Prediction, np.ndarray]:
+    """A ball predicted exactly, with the uncertainty 1 on the voxels within `uncertain_shell` voxels of its surface."""
+    grid = np.indices((40, 40, 40)).astype(np.float32)
+    radius = np.sqrt(((grid - 19.5) ** 2).sum(axis=0))
+    truth = (radius <= 12).astype(np.uint8)
+    uncertainty = (np.abs(radius - 12) <= uncertain_shell).astype(np.float32)
+    probability = np.stack([1.0 - truth, truth]).astype(np.float32)
+    return Prediction(truth.copy(), probability, uncertainty, [truth.copy()]), truth
+
+
+def test_band_width_measures_how_thick_the_uncertain_band_is_along_the_surface():
+    thin, truth = _ball_prediction(0.5)  # about one voxel thick
+    thick, _ = _ball_prediction(2.5)  # about five voxels thick
+    spacing = (1.0, 1.0, 1.0)
+    owner = evaluation.nearest_structure(truth, [1], spacing)
+    thin_width = evaluation.sharpness(thin, truth, 1, owner, spacing, 0.2)["band_width_mm"]
+    thick_width = evaluation.sharpness(thick, truth, 1, owner, spacing, 0.2)["band_width_mm"]
+    # voxel faces overstate a sphere's area by about 1.5x, so a one-voxel shell reads below 1 mm
+    assert 0.4 < thin_width < 1.0
+    assert 4.0 < thick_width / thin_width < 6.0
+    # halving the voxel size along every axis halves the width in mm
+    half = evaluation.sharpness(thin, truth, 1, owner, (0.5, 0.5, 0.5), 0.2)["band_width_mm"]
+    assert half == pytest.approx(thin_width / 2)
+
+
+def test_errors_in_band_is_the_share_of_wrong_voxels_the_band_covers():
+    prediction, truth = _ball_prediction(0.5)
+    prediction.labels[19, 19, 19] = 0  # an error deep inside: no uncertainty there
+    surface = np.argwhere((prediction.uncertainty > 0) & (truth == 1))[:3]
+    prediction.labels[tuple(surface.T)] = 0  # three errors in the band
+    owner = evaluation.nearest_structure(prediction.labels, [1], (1.0, 1.0, 1.0))
+    figures = evaluation.sharpness(prediction, truth, 1, owner, (1.0, 1.0, 1.0), 0.2)
+    assert figures["errors_in_band"] == pytest.approx(3 / 4)
+
+
+def test_band_voxels_go_to_the_nearest_structure():
+    labels = np.zeros((5, 5, 20), dtype=np.uint8)
+    labels[..., 2:6] = 1
+    labels[..., 14:18] = 2
+    owner = evaluation.nearest_structure(labels, [1, 2], (1.0, 1.0, 1.0))
+    assert (owner[..., :10] == 1).all() and (owner[..., 10:] == 2).all()
+    assert (evaluation.nearest_structure(np.zeros_like(labels), [1, 2], (1.0, 1.0, 1.0)) == 0).all()
+
+
 def test_noise_is_added_to_the_min_max_scaled_image_reproducibly():
     image = synthetic_cases.as_image(synthetic_cases.case_arrays(0, 0)[0])
     first, second = evaluation.noisy_image(image, 0.1), evaluation.noisy_image(image, 0.1)
@@ -232,7 +286,7 @@ def tiny_baseline_model(tmp_path_factory) -> Path:
 
 def arguments(model: Path, data_dir: Path, output: Path, **overrides) -> argparse.Namespace:
     values = dict(model=str(model), data_dir=data_dir, output=output, cases=[], samples=2, steps=1,
-                  noise=[0.05, 0.2], device="cpu")
+                  noise=[0.05, 0.2], device="cpu", band_threshold=0.2)
     values.update(overrides)
     return argparse.Namespace(**values)
 
