@@ -7,6 +7,7 @@ leaves it as it was.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from pathlib import Path
 from . import process
 from .input_check import input_problem
 from .scene import DisplaySettings, ImportedResult, ImportTargets, import_result
-from .summary import read_summary
+from .summary import EngineResult, read_summary
 
 
 class RunError(RuntimeError):
@@ -58,6 +59,7 @@ class RunState:
     cancelled: bool = False
     error: str | None = None
     result: ImportedResult | None = None
+    engine_result: EngineResult | None = None  # what the engine's summary said (device, timings, settings)
     seconds: float | None = None
     events: list = field(default_factory=list)
 
@@ -95,7 +97,9 @@ class SegmentationRun:
         problem = input_problem(self.input_volume)
         if problem:
             raise RunError(problem)
-        self._workdir = Path(tempfile.mkdtemp(prefix="ldseg-"))
+        if self.input_volume in (self.targets.segmentation, self.targets.uncertainty):
+            raise RunError("The input volume cannot also be an output: choose another output or 'Create new'.")
+        self._workdir = new_work_folder()
         input_path = self._workdir / "input" / f"{_safe_name(self.input_volume.GetName())}.nrrd"
         input_path.parent.mkdir()
         _write_volume(self.input_volume, input_path)
@@ -137,11 +141,18 @@ class SegmentationRun:
         if self.running:
             self._process.cancel()
 
+    def close(self) -> None:
+        """For closing the module or Slicer: kills the engine's process tree and waits for it, then
+        removes the work folder (it holds a copy of the patient's image). Nothing is imported."""
+        if self._process is not None and not self.state.finished:
+            self._process.stop()
+            self._finish(cancelled=True)
+
     def _finish_with_import(self, summary_path: Path, seconds: float | None) -> None:
         try:
             if self.input_volume.GetScene() is not self.scene:
                 raise RunError("The input volume was removed from the scene during the run; nothing was imported.")
-            result = read_summary(summary_path)
+            result = self.state.engine_result = read_summary(summary_path)
             self.state.seconds = seconds if seconds is not None else result.seconds
             self.state.result = import_result(
                 self.scene, self.input_volume, result, self.targets, self.display, self.sequences_logic
@@ -160,6 +171,34 @@ class SegmentationRun:
         self.state.stage = "Cancelled" if cancelled else "Failed" if error else "Done"
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
+
+
+WORK_FOLDER_PREFIX = "ldseg-slicer-"
+
+
+def new_work_folder() -> Path:
+    """A private temporary folder named for this process, after removing those of dead processes.
+
+    close() removes a run's folder; only a Slicer that was killed leaves one behind, and the next run
+    removes it (POSIX; on Windows the PID check is not made and such folders stay in %TEMP%).
+    """
+    root = Path(tempfile.gettempdir())
+    if os.name == "posix":
+        for folder in root.glob(f"{WORK_FOLDER_PREFIX}*"):
+            pid = folder.name[len(WORK_FOLDER_PREFIX):].split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)) and folder.stat().st_uid == os.getuid():
+                shutil.rmtree(folder, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{WORK_FOLDER_PREFIX}{os.getpid()}-", dir=root))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _write_volume(volume_node, path: Path) -> None:
@@ -192,3 +231,8 @@ class RunSlot:
     def cancel(self) -> None:
         if self.current is not None:
             self.current.cancel()
+
+    def close(self) -> None:
+        """Stops a running segmentation and waits for it (module or application closing)."""
+        if self.current is not None:
+            self.current.close()
