@@ -125,7 +125,7 @@ class EngineProcess:
         self._finished = False
         env = engine_environment(environment)
         self._process = subprocess.Popen(
-            command,
+            _guarded(command),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -219,6 +219,14 @@ def _parse_line(line: str) -> Event | None:
     if kind == "error":
         return Failed(str(message.get("message", "The LDSeg engine reported an error.")))
     return None
+
+
+def _guarded(command: list[str]) -> list[str]:
+    """`python -m MODULE ARGS` run under LDSegLib/guard.py, which ends it if Slicer dies."""
+    if len(command) < 3 or command[1] != "-m":
+        return command
+    python, _, module, *arguments = command
+    return [python, "-m", "LDSegLib.guard", str(os.getpid()), module, *arguments]
 
 
 def _new_process_group() -> dict:

@@ -223,3 +223,39 @@ def test_the_input_volume_is_refused_as_an_output(case):
     with pytest.raises(RunError, match="cannot also be an output"):
         run.start()
     assert run._process is None
+
+
+SLICER_STAND_IN = """
+import sys, time
+from pathlib import Path
+from LDSegLib import process
+input_path, output, environment = Path(sys.argv[1]), Path(sys.argv[2]), dict(eval(sys.argv[3]))
+command = process.segment_command(input_path, output, {}, sys.executable, "fake_ldseg_cli")
+engine = process.EngineProcess(command, environment)
+print(engine.pid, flush=True)
+time.sleep(300)
+"""
+
+
+def test_the_engine_ends_when_slicer_is_killed(tmp_path):
+    """Killed, Slicer runs no clean-up: the engine's guard (LDSegLib/guard.py) sees its parent gone."""
+    input_path = tmp_path / "knee.nrrd"
+    input_path.write_bytes(b"stand-in")
+    child_pid_file = tmp_path / "child.pid"
+    environment = fake_engine_environment("slow", FAKE_LDSEG_CHILD_PID_FILE=str(child_pid_file))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(process.module_directory()), str(TESTING_DIRECTORY)])}
+    slicer_stand_in = subprocess.Popen(
+        [sys.executable, "-c", SLICER_STAND_IN, str(input_path), str(tmp_path / "out"), repr(environment)],
+        stdout=subprocess.PIPE, text=True, env=env,
+    )
+    engine_pid = int(slicer_stand_in.stdout.readline())
+    deadline = time.monotonic() + 60
+    while not child_pid_file.is_file():
+        assert time.monotonic() < deadline, "the engine never started its child"
+        time.sleep(0.05)
+    child_pid = int(child_pid_file.read_text())
+    assert _alive(engine_pid) and _alive(child_pid)
+    slicer_stand_in.kill()
+    slicer_stand_in.wait()
+    for pid in (engine_pid, child_pid):
+        assert not _alive(pid, grace=20), f"process {pid} outlived the killed Slicer"
