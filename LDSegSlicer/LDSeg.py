@@ -448,7 +448,8 @@ class LDSegLogic(ScriptedLoadableModuleLogic):
     def process(self, parameters, timeout: float = 3600.0):
         """Runs to the end (for scripts and the self test); returns the final RunState."""
         run = self.startSegmentation(parameters)
-        run.wait(timeout)
+        with self.edits.paused():  # wait() imports the result
+            run.wait(timeout)
         return self.poll()
 
     def dicomExportNote(self) -> str:

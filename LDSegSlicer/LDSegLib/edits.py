@@ -151,9 +151,13 @@ class EditTrackers:
 def _observe_every_source(segmentation) -> None:
     """vtkSegmentation::AddSegment updates its source-representation observers before the new segment
     is in its map (vtkSegmentation.cxx), so the last segment added reports no changes until a segment
-    is modified; a segment's ModifiedEvent runs that update (OnSegmentModified)."""
-    if segmentation.GetNumberOfSegments():
-        segmentation.GetNthSegment(0).Modified()
+    is modified; a segment's ModifiedEvent runs that update (OnSegmentModified). Only then: it also
+    tells the views to update."""
+    name = segmentation.GetSourceRepresentationName()
+    segments = [segmentation.GetNthSegment(index) for index in range(segmentation.GetNumberOfSegments())]
+    sources = [segment.GetRepresentation(name) for segment in segments]
+    if any(source is not None and not source.HasObserver("ModifiedEvent") for source in sources):
+        segments[0].Modified()
 
 
 def _fingerprint(segment, source, segmentation) -> tuple:

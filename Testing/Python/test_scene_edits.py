@@ -158,3 +158,14 @@ def test_a_tracker_on_its_own_marks_the_changed_segment(case):
     node.GetSegmentation().ClearSegment(segment_id(node, "Femur"))
     tracker.stop()
     assert algorithm_types(node) == {"Femur": "SEMIAUTOMATIC", "Tibia": "AUTOMATIC"}
+
+
+def test_looking_again_does_not_touch_the_segments(case):
+    """The panel's timer re-reads the trackers every 200 ms during a run: that must not modify anything."""
+    _, _, _, node, trackers = case
+    segmentation = node.GetSegmentation()
+    before = [segmentation.GetNthSegment(index).GetMTime() for index in range(segmentation.GetNumberOfSegments())]
+    for _ in range(3):
+        with trackers.paused():
+            pass
+    assert [segmentation.GetNthSegment(index).GetMTime() for index in range(segmentation.GetNumberOfSegments())] == before
