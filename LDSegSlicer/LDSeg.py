@@ -82,11 +82,23 @@ class LDSeg(ScriptedLoadableModule):
 
 def _onStartupCompleted():
     """Slicer's terminologies lack the tibia: make the shipped .term.json known to the selector; offer
-    the sample knee in the Sample Data module."""
+    the sample knee in the Sample Data module; track corrections of LDSeg results from now on."""
     load_terminology(slicer.modules.terminologies.logic())
+    editTrackers()
     import SampleData
 
     SampleData.SampleDataLogic.registerCustomSampleDataSource(**sample_data_source())
+
+
+_editTrackers = []
+
+
+def editTrackers():
+    """The application's one edit-tracking registry, started with Slicer: corrections of LDSeg results
+    in a loaded scene count even if the LDSeg panel is never opened."""
+    if not _editTrackers:
+        _editTrackers.append(EditTrackers(slicer.mrmlScene))
+    return _editTrackers[0]
 
 
 @parameterNodeWrapper
@@ -362,21 +374,20 @@ class LDSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 class LDSegLogic(ScriptedLoadableModuleLogic):
-    """Headless: usable from the Python console and scripts, without the panel. Call cleanup() when done."""
+    """Headless: usable from the Python console and scripts, without the panel."""
 
     def __init__(self) -> None:
         if PYTHON_PROBLEM:
             raise RuntimeError(PYTHON_PROBLEM)
         ScriptedLoadableModuleLogic.__init__(self)
         self.slot = RunSlot()
-        self.edits = EditTrackers(slicer.mrmlScene)  # edited results become SEMIAUTOMATIC
+        self.edits = editTrackers()  # edited results become SEMIAUTOMATIC
         self._parameters = None
         self._regions = None
 
     def cleanup(self) -> None:
-        """Stops a running segmentation (waiting for it, removing its work folder) and the edit tracking."""
+        """Stops a running segmentation, waiting for it and removing its work folder."""
         self.slot.close()
-        self.edits.stop()
 
     def getParameterNode(self):
         return LDSegParameterNode(super().getParameterNode())
