@@ -7,9 +7,7 @@ leaves it as it was.
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from . import process
 from .input_check import input_problem
 from .scene import DisplaySettings, ImportedResult, ImportTargets, import_result
 from .summary import EngineResult, read_summary
+from .workdirs import new_work_folder
 
 
 class RunError(RuntimeError):
@@ -171,34 +170,6 @@ class SegmentationRun:
         self.state.stage = "Cancelled" if cancelled else "Failed" if error else "Done"
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
-
-
-WORK_FOLDER_PREFIX = "ldseg-slicer-"
-
-
-def new_work_folder() -> Path:
-    """A private temporary folder named for this process, after removing those of dead processes.
-
-    close() removes a run's folder; only a Slicer that was killed leaves one behind, and the next run
-    removes it (POSIX; on Windows the PID check is not made and such folders stay in %TEMP%).
-    """
-    root = Path(tempfile.gettempdir())
-    if os.name == "posix":
-        for folder in root.glob(f"{WORK_FOLDER_PREFIX}*"):
-            pid = folder.name[len(WORK_FOLDER_PREFIX):].split("-", 1)[0]
-            if pid.isdigit() and not _alive(int(pid)) and folder.stat().st_uid == os.getuid():
-                shutil.rmtree(folder, ignore_errors=True)
-    return Path(tempfile.mkdtemp(prefix=f"{WORK_FOLDER_PREFIX}{os.getpid()}-", dir=root))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _write_volume(volume_node, path: Path) -> None:

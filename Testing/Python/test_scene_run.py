@@ -193,15 +193,15 @@ def test_closing_the_module_stops_the_engine_and_removes_the_patient_copy_before
 
 
 def test_a_work_folder_left_by_a_killed_slicer_is_removed_by_the_next_run(case, tmp_path):
-    from LDSegLib import run as run_module
+    from LDSegLib import workdirs
 
     app, volume = case
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    left = Path(tempfile.gettempdir()) / f"{run_module.WORK_FOLDER_PREFIX}{dead.pid}-left"
+    left = Path(tempfile.gettempdir()) / f"{workdirs.WORK_FOLDER_PREFIX}{dead.pid}-left"
     (left / "input").mkdir(parents=True)
     (left / "input" / "patient.nrrd").write_bytes(b"image")
-    mine = Path(tempfile.gettempdir()) / f"{run_module.WORK_FOLDER_PREFIX}{os.getpid()}-other"
+    mine = Path(tempfile.gettempdir()) / f"{workdirs.WORK_FOLDER_PREFIX}{os.getpid()}-other"
     mine.mkdir()
     try:
         run = make_run(app, volume, "ok")
