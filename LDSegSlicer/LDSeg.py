@@ -40,7 +40,7 @@ if PYTHON_PROBLEM is None:
     from LDSegLib.devices import DeviceProbe
     from LDSegLib.edits import EditTrackers
     from LDSegLib.input_check import input_problem
-    from LDSegLib.models import ModelImport, chosen_index, label
+    from LDSegLib.models import ModelImport, chosen_index, label, new_arrival
     from LDSegLib.report import run_report
     from LDSegLib.run import RunError, RunSettings, RunSlot, SegmentationRun
     from LDSegLib.sample import sample_data_source
@@ -292,7 +292,11 @@ class LDSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self._modelImport = None
         self.ui.importModelButton.enabled = True
+        before = self._models
         self.refreshModels()
+        imported = new_arrival(before, self._models)
+        if imported >= 0:  # a radiologist importing a model means to use it
+            self.ui.modelComboBox.setCurrentIndex(imported)
         if modelImport.error:
             self.ui.statusLabel.text = "The model could not be imported."
             self.log(f"Model import of {modelImport.source} failed:\n{modelImport.error}")

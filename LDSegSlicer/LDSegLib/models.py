@@ -29,6 +29,15 @@ def chosen_index(models, folder: str) -> int:
     return 0 if models else -1
 
 
+def new_arrival(before, after) -> int:
+    """The index in `after` of a package that was not in `before` (or whose version changed); -1."""
+    known = {(str(model.directory), model.version) for model in before}
+    for index, model in enumerate(after):
+        if (str(model.directory), model.version) not in known:
+            return index
+    return -1
+
+
 def package_source(chosen: str) -> str:
     """What `ldseg models import` takes (a folder, a .zip or a URL) for what the file dialog returned."""
     path = Path(chosen)

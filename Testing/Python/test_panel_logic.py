@@ -19,7 +19,7 @@ from ldseg.store import StoredModel, list_models  # noqa: E402
 from LDSegLib import display  # noqa: E402
 from LDSegLib import scene as scene_layer  # noqa: E402
 from LDSegLib.devices import DeviceProbe  # noqa: E402
-from LDSegLib.models import ModelImport, chosen_index, label, package_source  # noqa: E402
+from LDSegLib.models import ModelImport, chosen_index, label, new_arrival, package_source  # noqa: E402
 from LDSegLib.report import run_report  # noqa: E402
 from LDSegLib.run import RunState  # noqa: E402
 from LDSegLib.sample import sample_data_source  # noqa: E402
@@ -58,6 +58,10 @@ def test_import_of_a_chosen_model_card_imports_its_folder(random_model, tmp_path
     assert "7.0.0" in job.message
     imported = [model for model in list_models() if model.source == "cache"]
     assert [(model.name, model.version) for model in imported] == [("knee-bones", "7.0.0")]
+    before = [model for model in list_models() if model.source == "bundled"]
+    after = list_models()
+    assert after[new_arrival(before, after)].version == "7.0.0"  # the panel selects what was imported
+    assert new_arrival(after, after) == -1
 
 
 def test_a_failed_import_says_why(tmp_path, monkeypatch):
