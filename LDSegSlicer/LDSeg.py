@@ -212,7 +212,7 @@ class LDSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterChanged)
         self._parameterNode = parameterNode
-        self._appliedDisplay = None
+        self._appliedDisplay = self._displayWanted()  # what the views show now is not to be undone
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterChanged)
@@ -230,16 +230,23 @@ class LDSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not running and problem:
             self.ui.statusLabel.text = problem
         uncertainty = parameters.outputUncertainty
-        if uncertainty and uncertainty.GetDisplayNode() and uncertainty.GetAttribute(RESULT_ATTRIBUTE):
-            # Only when the sliders (or the map) changed: any other parameter change must not undo
-            # display settings made by hand in the slice views.
-            wanted = (uncertainty.GetID(), parameters.uncertaintyOpacity, parameters.uncertaintyThreshold)
-            if wanted != self._appliedDisplay:
-                display.set_overlay_opacity(slicer.mrmlScene, parameters.uncertaintyOpacity)
-                display.set_threshold_fraction(uncertainty, parameters.uncertaintyThreshold)
-                self._appliedDisplay = wanted
+        wanted = self._displayWanted()
+        if wanted is not None and wanted != self._appliedDisplay:
+            # Only when the sliders (or the map) changed: any other parameter change, or opening the
+            # module again, must not undo display settings made by hand in the slice views.
+            display.set_overlay_opacity(slicer.mrmlScene, parameters.uncertaintyOpacity)
+            display.set_threshold_fraction(uncertainty, parameters.uncertaintyThreshold)
+        self._appliedDisplay = wanted
         self.ui.nextRegionButton.enabled = bool(uncertainty)
         self.ui.show3DButton.enabled = bool(parameters.outputSegmentation)
+
+    def _displayWanted(self):
+        """The heatmap settings the sliders ask for, or None without an LDSeg uncertainty map."""
+        parameters = self._parameterNode
+        uncertainty = parameters.outputUncertainty if parameters else None
+        if not (uncertainty and uncertainty.GetDisplayNode() and uncertainty.GetAttribute(RESULT_ATTRIBUTE)):
+            return None
+        return (uncertainty.GetID(), parameters.uncertaintyOpacity, parameters.uncertaintyThreshold)
 
     def refreshModels(self) -> None:
         self._models = self.logic.installedModels()
