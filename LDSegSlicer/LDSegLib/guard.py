@@ -19,11 +19,25 @@ CHECK_SECONDS = 1.0
 GRACE_SECONDS = 5.0  # for the engine to stop cleanly (cli.py turns SIGTERM into a cancel)
 
 
-def _watch(parent: int) -> None:
+def _wait_for_exit(parent: int) -> None:
+    """Returns once the parent has exited. POSIX re-parents an orphan; Windows keeps the stale parent
+    ID, so there the parent's process handle is waited on."""
+    if os.name == "nt":
+        import ctypes
+
+        kernel32 = ctypes.windll.kernel32
+        handle = kernel32.OpenProcess(0x00100000, False, parent)  # SYNCHRONIZE; 0 if already gone
+        if handle:
+            kernel32.WaitForSingleObject(handle, 0xFFFFFFFF)  # INFINITE
+        return
     while os.getppid() == parent:
         time.sleep(CHECK_SECONDS)
+
+
+def _watch(parent: int) -> None:
+    _wait_for_exit(parent)
     if os.name != "posix":
-        os._exit(1)
+        os._exit(1)  # no process group to signal; the engine itself ends
     os.killpg(0, signal.SIGTERM)
     time.sleep(GRACE_SECONDS)
     os.killpg(0, signal.SIGKILL)
