@@ -24,7 +24,10 @@ class Requirement:
         return f"{self.distribution}>={self.minimum}" + (f",<{self.below}" if self.below else "")
 
 
-# The engine's dependencies (pyproject.toml, including the "dicom" extra), as Slicer's Python needs them.
+# The engine's dependencies (pyproject.toml) that the panel's path uses. Not pydicom or highdicom: the
+# panel gives the engine an NRRD file, never DICOM, and Slicer bundles its own pydicom (2.4.4 in 5.10,
+# 3.0.2 with highdicom 0.27.0 in 5.12: SuperBuild/External_python-dicom-requirements.cmake) that its
+# DICOM module and other extensions rely on.
 TORCH = Requirement("torch", "torch", "2.4")
 REQUIREMENTS = (
     TORCH,
@@ -39,8 +42,6 @@ REQUIREMENTS = (
     Requirement("PyYAML", "yaml", "6.0"),
     Requirement("matplotlib", "matplotlib", "3.8"),
     Requirement("tqdm", "tqdm", "4.66"),
-    Requirement("pydicom", "pydicom", "3.0"),
-    Requirement("highdicom", "highdicom", "0.28"),
 )
 
 
@@ -105,13 +106,12 @@ def install(missing: list[Missing]) -> None:
     specifiers = [item.requirement.specifier for item in missing if item.requirement is not TORCH]
     if not specifiers:
         return
-    pip_ensure = getattr(getattr(slicer, "packaging", None), "pip_ensure", None)
-    if pip_ensure is not None:  # Slicer >= 5.12: progress display and restart prompt
-        from packaging.requirements import Requirement as PipRequirement
-
-        pip_ensure([PipRequirement(text) for text in specifiers], prompt_install=False, requester="LDSeg")
-    else:
+    try:  # Slicer >= 5.12: progress display and restart prompt (slicer/__init__.py does not import it)
+        from slicer.packaging import pip_ensure
+    except ImportError:
         slicer.util.pip_install(specifiers)
+        return
+    pip_ensure(specifiers, prompt_install=False, requester="LDSeg")
 
 
 def _supported(version: str, requirement: Requirement) -> bool:

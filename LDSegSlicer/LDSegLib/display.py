@@ -68,6 +68,16 @@ def style_segmentation(segmentation_node) -> None:
     display.SetSliceIntersectionThickness(2)
 
 
+def show_in_3d(segmentation_node) -> None:
+    """Surfaces in the 3D view, made from the labelmap (Slicer keeps them updated after edits)."""
+    segmentation_node.CreateClosedSurfaceRepresentation()
+    display = segmentation_node.GetDisplayNode()
+    if display is None:
+        segmentation_node.CreateDefaultDisplayNodes()
+        display = segmentation_node.GetDisplayNode()
+    display.SetVisibility3D(True)
+
+
 def center_slice_views(scene, position_ras) -> None:
     """Moves every slice view so that it shows position_ras in its centre."""
     for index in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceNode")):

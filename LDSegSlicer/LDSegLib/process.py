@@ -51,8 +51,40 @@ EXIT_CANCELLED = 130
 
 
 def python_executable() -> str:
-    """Slicer's own Python (PythonSlicer) inside Slicer, else the interpreter running this code."""
-    return shutil.which("PythonSlicer") or sys.executable
+    """Slicer's own Python (PythonSlicer) inside Slicer, else the interpreter running this code.
+
+    Inside the application sys.executable is the Slicer binary, never a Python to run `-m` with: like
+    slicer.util's own module launcher, look for PythonSlicer (on Slicer's PATH, else beside the
+    binary) and stop with a clear error if it is absent.
+    """
+    if not _inside_slicer_application():
+        return sys.executable
+    found = shutil.which("PythonSlicer") or shutil.which("PythonSlicer", path=os.path.dirname(sys.executable))
+    if not found:
+        raise RuntimeError(
+            f"Slicer's Python (PythonSlicer) was not found on the PATH or beside {sys.executable}; "
+            "reinstall 3D Slicer or run LDSeg from its command line."
+        )
+    return found
+
+
+def _inside_slicer_application() -> bool:
+    slicer = sys.modules.get("slicer")
+    return slicer is not None and getattr(slicer, "app", None) is not None
+
+
+def windowless() -> dict:
+    """subprocess options that keep Windows from opening a console window for a child process.
+
+    Slicer is a GUI program: each plain subprocess would flash a console (slicer.util's
+    launchConsoleProcess hides it the same way, with STARTUPINFO). Empty elsewhere.
+    """
+    if os.name != "nt":
+        return {}
+    startup = subprocess.STARTUPINFO()
+    startup.dwFlags |= subprocess.STARTF_USESHOWWINDOW
+    startup.wShowWindow = subprocess.SW_HIDE
+    return {"creationflags": subprocess.CREATE_NO_WINDOW, "startupinfo": startup}
 
 
 def engine_environment(base: dict[str, str] | None = None) -> dict[str, str]:
@@ -93,7 +125,7 @@ class EngineProcess:
         self._finished = False
         env = engine_environment(environment)
         self._process = subprocess.Popen(
-            command,
+            _guarded(command),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -135,6 +167,14 @@ class EngineProcess:
             return
         self._cancelled = True
         threading.Thread(target=_terminate_tree, args=(self._process, grace_seconds), daemon=True).start()
+
+    def stop(self, grace_seconds: float = 3.0) -> None:
+        """Stops the run and every process it started, and returns only once they are gone (for
+        closing the module or Slicer, when a background thread would die with the application)."""
+        if not self._finished:
+            self._cancelled = True
+            _terminate_tree(self._process, grace_seconds)
+        self._stdout_thread.join(grace_seconds + 5)
 
     def _read_stderr(self) -> None:
         for line in self._process.stderr:
@@ -181,16 +221,33 @@ def _parse_line(line: str) -> Event | None:
     return None
 
 
+def _guarded(command: list[str]) -> list[str]:
+    """`python -m MODULE ARGS` run under LDSegLib/guard.py, which ends it if Slicer dies."""
+    if len(command) < 3 or command[1] != "-m":
+        return command
+    python, _, module, *arguments = command
+    return [python, "-m", "LDSegLib.guard", str(os.getpid()), module, *arguments]
+
+
 def _new_process_group() -> dict:
+    """Its own process group, so a cancel reaches the engine's children (data loaders) too."""
     if os.name == "nt":
-        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
+        options = windowless()
+        options["creationflags"] |= subprocess.CREATE_NEW_PROCESS_GROUP
+        return options
     return {"start_new_session": True}
 
 
 def _terminate_tree(process: subprocess.Popen, grace_seconds: float) -> None:
     """SIGTERM to the process group, SIGKILL after the grace period (taskkill /T on Windows)."""
     if os.name == "nt":
-        subprocess.run(["taskkill", "/F", "/T", "/PID", str(process.pid)], capture_output=True, check=False)
+        subprocess.run(
+            ["taskkill", "/F", "/T", "/PID", str(process.pid)], capture_output=True, check=False, **windowless()
+        )
+        try:
+            process.wait(grace_seconds)
+        except subprocess.TimeoutExpired:
+            pass
         return
     try:
         os.killpg(process.pid, signal.SIGTERM)

@@ -8,14 +8,14 @@ leaves it as it was.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import process
 from .input_check import input_problem
 from .scene import DisplaySettings, ImportedResult, ImportTargets, import_result
-from .summary import read_summary
+from .summary import EngineResult, read_summary
+from .workdirs import new_work_folder
 
 
 class RunError(RuntimeError):
@@ -58,6 +58,7 @@ class RunState:
     cancelled: bool = False
     error: str | None = None
     result: ImportedResult | None = None
+    engine_result: EngineResult | None = None  # what the engine's summary said (device, timings, settings)
     seconds: float | None = None
     events: list = field(default_factory=list)
 
@@ -95,7 +96,9 @@ class SegmentationRun:
         problem = input_problem(self.input_volume)
         if problem:
             raise RunError(problem)
-        self._workdir = Path(tempfile.mkdtemp(prefix="ldseg-"))
+        if self.input_volume in (self.targets.segmentation, self.targets.uncertainty):
+            raise RunError("The input volume cannot also be an output: choose another output or 'Create new'.")
+        self._workdir = new_work_folder()
         input_path = self._workdir / "input" / f"{_safe_name(self.input_volume.GetName())}.nrrd"
         input_path.parent.mkdir()
         _write_volume(self.input_volume, input_path)
@@ -137,11 +140,18 @@ class SegmentationRun:
         if self.running:
             self._process.cancel()
 
+    def close(self) -> None:
+        """For closing the module or Slicer: kills the engine's process tree and waits for it, then
+        removes the work folder (it holds a copy of the patient's image). Nothing is imported."""
+        if self._process is not None and not self.state.finished:
+            self._process.stop()
+            self._finish(cancelled=True)
+
     def _finish_with_import(self, summary_path: Path, seconds: float | None) -> None:
         try:
             if self.input_volume.GetScene() is not self.scene:
                 raise RunError("The input volume was removed from the scene during the run; nothing was imported.")
-            result = read_summary(summary_path)
+            result = self.state.engine_result = read_summary(summary_path)
             self.state.seconds = seconds if seconds is not None else result.seconds
             self.state.result = import_result(
                 self.scene, self.input_volume, result, self.targets, self.display, self.sequences_logic
@@ -192,3 +202,8 @@ class RunSlot:
     def cancel(self) -> None:
         if self.current is not None:
             self.current.cancel()
+
+    def close(self) -> None:
+        """Stops a running segmentation and waits for it (module or application closing)."""
+        if self.current is not None:
+            self.current.close()

@@ -90,6 +90,7 @@ def import_result(
     browser = _samples_sequence(scene, samples, f"{base} LDSeg samples", sequences_logic) if samples else None
     for node in (segmentation_node, uncertainty_node, table):
         _mark(node, result)
+    _follow_transform(input_volume, [segmentation_node, uncertainty_node, _proxy(browser)])
     _place_beside(scene, input_volume, [segmentation_node, uncertainty_node, table, browser])
     return ImportedResult(segmentation_node, uncertainty_node, table, browser)
 
@@ -242,6 +243,21 @@ def _samples_sequence(scene, samples, name, sequences_logic):
             proxy.CreateDefaultDisplayNodes()
             proxy.GetDisplayNode().SetVisibility(False)
     return browser
+
+
+def _proxy(browser):
+    if browser is None:
+        return None
+    return browser.GetProxyNode(browser.GetMasterSequenceNode())
+
+
+def _follow_transform(input_volume, nodes) -> None:
+    """The engine read the input's own voxel grid, without its parent transform: the results go under
+    the same transform, so they lie on the image wherever it has been moved (registration)."""
+    transform_id = input_volume.GetTransformNodeID()
+    for node in nodes:
+        if node is not None:
+            node.SetAndObserveTransformNodeID(transform_id)
 
 
 def _mark(node, result: EngineResult) -> None:

@@ -43,6 +43,8 @@ class EngineResult:
     statistics: dict[str, StructureStatistics] = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
     seconds: float | None = None
+    device: str = ""  # what the engine ran on, as it said
+    timings: dict = field(default_factory=dict)  # seconds per stage
 
     @property
     def algorithm_name(self) -> str:
@@ -95,6 +97,8 @@ def _parse(data: dict, path: Path) -> EngineResult:
         statistics=statistics,
         settings=dict(data["settings"]),
         seconds=data.get("timings_seconds", {}).get("total"),
+        device=str(data.get("device", "")),
+        timings=dict(data.get("timings_seconds", {})),
     )
 
 

@@ -65,6 +65,10 @@ def test_the_panel_is_a_valid_qt_designer_file(application):
     assert find(QtWidgets.QComboBox, "modelComboBox") is not None
     assert find(QtWidgets.QComboBox, "deviceComboBox") is not None
     assert find(QtWidgets.QLabel, "detectedDeviceLabel") is not None
+    assert find(QtWidgets.QPushButton, "show3DButton").text() == "Show 3D"
+    assert find(QtWidgets.QCheckBox, "show3DAfterRunCheckBox").property("SlicerParameterName") == "show3DAfterRun"
+    assert find(QtWidgets.QPlainTextEdit, "logTextEdit").isReadOnly()
+    assert find(QtWidgets.QLabel, "packageInfoLabel") is not None
     samples = find(QtWidgets.QSpinBox, "samplesSpinBox")
     assert (samples.minimum(), samples.maximum(), samples.value()) == (1, 64, 8)
     # Slicer widgets fall back to their declared base classes but keep their names and properties.
@@ -74,26 +78,64 @@ def test_the_panel_is_a_valid_qt_designer_file(application):
     assert isinstance(find(QtWidgets.QTableView, "statisticsTableView"), QtWidgets.QTableView)
 
 
+def section_of(widget):
+    """The collapsible section a widget sits in."""
+    while widget is not None and not widget.objectName().endswith("CollapsibleButton"):
+        widget = widget.parentWidget()
+    return widget
+
+
+def test_a_radiologist_sees_input_model_and_segment_first_and_the_settings_are_folded_away(application):
+    """As in SlicerTotalSegmentator and SlicerMONAIAuto3DSeg: the engine's knobs in a collapsed Advanced section."""
+    panel = load(QtUiTools.QUiLoader())
+    layout = panel.layout()
+    items = [layout.itemAt(index) for index in range(layout.count())]
+    names = [(item.widget() or item.layout()).objectName() for item in items if item.widget() or item.layout()]
+    assert names[:3] == ["inputsCollapsibleButton", "runLayout", "progressBar"]
+    advanced = panel.findChild(QtWidgets.QWidget, "advancedCollapsibleButton")
+    assert advanced.property("collapsed") is True
+    for name in ("samplesSpinBox", "stepsSpinBox", "fusionComboBox", "uncertaintyComboBox", "seedSpinBox",
+                 "deviceComboBox", "saveSamplesCheckBox", "allComponentsCheckBox", "outputSegmentationSelector",
+                 "outputUncertaintySelector"):
+        assert section_of(panel.findChild(QtWidgets.QWidget, name)) is advanced, name
+    for name in ("inputVolumeSelector", "modelComboBox", "importModelButton"):
+        assert section_of(panel.findChild(QtWidgets.QWidget, name)).objectName() == "inputsCollapsibleButton"
+    details = panel.findChild(QtWidgets.QWidget, "detailsCollapsibleButton")
+    assert details.property("collapsed") is True
+    assert section_of(panel.findChild(QtWidgets.QWidget, "logTextEdit")) is details
+
+
 def test_panel_screenshot_shows_the_controls(application, tmp_path):
+    """The panel as Slicer shows it during a run: Advanced and Details folded (stand-in: title only)."""
     panel = load(StandInLoader())
     for box in panel.findChildren(QtWidgets.QGroupBox):
-        box.setTitle(box.property("text"))
+        collapsed = box.property("collapsed")
+        box.setTitle(("\u25b8 " if collapsed else "\u25be ") + box.property("text"))
+        if collapsed:
+            for child in box.findChildren(QtWidgets.QWidget):
+                child.hide()
+            box.setFixedHeight(28)
     for combo in panel.findChildren(QtWidgets.QComboBox):
         if combo.property("noneDisplay"):
             combo.addItem(combo.property("noneDisplay"))
-    panel.findChild(QtWidgets.QComboBox, "inputVolumeSelector").addItem("knee1")
-    panel.findChild(QtWidgets.QComboBox, "modelComboBox").addItem("knee-bones")
-    version = json.loads((REPO / "Resources" / "Models" / "knee-bones" / "model-card.json").read_text())["version"]
-    panel.findChild(QtWidgets.QLabel, "modelVersionLabel").setText(f"{version} (bundled)")
-    for name, items in (("fusionComboBox", ["mean", "majority", "staple"]),
-                        ("uncertaintyComboBox", ["entropy", "mutual_information", "disagreement", "variance"]),
-                        ("deviceComboBox", ["auto", "cpu", "cuda", "mps"])):
-        panel.findChild(QtWidgets.QComboBox, name).addItems(items)
-    panel.findChild(QtWidgets.QLabel, "detectedDeviceLabel").setText("CPU only (2 threads)")
+    panel.findChild(QtWidgets.QComboBox, "inputVolumeSelector").addItem("LDSegKnee")
+    card = json.loads((REPO / "Resources" / "Models" / "knee-bones" / "model-card.json").read_text())
+    panel.findChild(QtWidgets.QComboBox, "modelComboBox").addItem(f"{card['name']} {card['version']} (bundled)")
     progress = panel.findChild(QtWidgets.QProgressBar, "progressBar")
-    progress.setFormat("Sampling: %p%")
+    progress.setFormat("Sampling: %p%")  # a run in progress; no result figures are shown (none were measured)
     progress.setValue(40)
-    panel.resize(420, 860)
+    panel.findChild(QtWidgets.QPushButton, "applyButton").setEnabled(False)
+    panel.findChild(QtWidgets.QLabel, "statusLabel").setText("Sampling 8 segmentations...")
+    table = panel.findChild(QtWidgets.QTableView, "statisticsTableView")
+    from PySide6.QtGui import QStandardItemModel
+
+    model = QStandardItemModel(0, 5, table)
+    model.setHorizontalHeaderLabels(["Structure", "Volume (mL)", "Mean uncertainty", "Boundary uncertainty",
+                                     "Sample agreement (Dice)"])
+    table.setModel(model)
+    table.resizeColumnsToContents()
+    table.setMaximumHeight(110)
+    panel.resize(440, 560)
     panel.show()
     application.processEvents()
     image = panel.grab().toImage()

@@ -15,13 +15,18 @@ from LDSegLib.run import RunSettings, SegmentationRun  # noqa: E402
 
 
 def test_engine_command_line_result_becomes_scene_nodes(random_model, small_knee, tmp_path):
+    """The panel passes the chosen package's folder: a package named like the bundled model (a newer
+    import) is the one that runs, not the bundled one the engine would find first by name."""
     import SimpleITK as sitk
+    from test_panel_logic import newer_copy
+
+    chosen = newer_copy(random_model, tmp_path / "cache" / "knee-bones", "9.9.9")
 
     image_path = tmp_path / "knee1.nrrd"
     sitk.WriteImage(small_knee, str(image_path))
     app = make_slicer_scene()
     volume = app.load_volume(image_path, "knee1")
-    settings = RunSettings(model=str(random_model), samples=2, steps=2, device="cpu", seed=3, save_samples=True)
+    settings = RunSettings(model=str(chosen), samples=2, steps=2, device="cpu", seed=3, save_samples=True)
     run = SegmentationRun(app.scene, volume, settings, sequences_logic=app.sequences_logic, python=sys.executable)
     run.start()
     state = run.wait(timeout=900)
@@ -29,6 +34,7 @@ def test_engine_command_line_result_becomes_scene_nodes(random_model, small_knee
     assert any(isinstance(event, process.Progress) for event in state.events)
     assert state.seconds is not None and state.seconds > 0
 
+    assert state.result.segmentation.GetAttribute("LDSeg.ModelVersion") == "knee-bones 9.9.9"
     segmentation = state.result.segmentation.GetSegmentation()
     names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
     assert names == ["Femur", "Tibia"]
