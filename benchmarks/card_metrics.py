@@ -35,6 +35,8 @@ def held_out_figures(report: dict, case: str) -> dict:
             name: {
                 "dice": round(s["dice"], 4), "hd95_mm": round(s["hd95_mm"], 2), "assd_mm": round(s["assd_mm"], 2),
                 "noisy_dice": {sigma: round(value, 4) for sigma, value in s["noisy_dice"].items()},
+                # sharpness of the uncertainty band, in reports written since `evaluate` measures it
+                **{key: round(s[key], 3) for key in ("band_width_mm", "errors_in_band") if s.get(key) is not None},
             }
             for name, s in measured["structures"].items()
         },
