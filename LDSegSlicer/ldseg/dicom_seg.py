@@ -10,6 +10,7 @@ leaves nothing behind.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from . import __version__
 from .card import Code, Label, ModelCard
 from .dicom_input import DicomSeries
 from .errors import LDSegError
+from .imageio import default_file_mode
 from .uncertainty import uncertainty_range
 
 ALGORITHM_TYPES = ("AUTOMATIC", "SEMIAUTOMATIC", "MANUAL")
@@ -305,14 +307,17 @@ def _copy_laterality(source: DicomSeries, derived: pydicom.Dataset) -> None:
 def _save_atomically(dataset: pydicom.Dataset, out_path: str | Path) -> Path:
     """Writes through a temporary file beside out_path, so a failure leaves no half file.
 
-    Not imageio.atomic_write_bytes: its temporary file is private (mode 0600), and DICOM files are
+    The temporary file is created new (mkstemp), then given the usual permissions: DICOM files are
     usually read by other accounts (a PACS sender, a shared study folder).
     """
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out_path.with_name(f".{out_path.name}.{os.getpid()}.partial")
+    handle, temporary_name = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".partial")
+    temporary = Path(temporary_name)
     try:
-        dataset.save_as(temporary, enforce_file_format=True)
+        with os.fdopen(handle, "wb") as stream:
+            dataset.save_as(stream, enforce_file_format=True)
+        os.chmod(temporary, default_file_mode())
         os.replace(temporary, out_path)
     finally:
         temporary.unlink(missing_ok=True)

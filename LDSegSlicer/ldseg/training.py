@@ -15,6 +15,8 @@ import copy
 import dataclasses
 import json
 import math
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -383,9 +385,15 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             **self.extra_state(),
         }
-        temporary = self.output_dir / f".{CHECKPOINT_FILE}.partial"
-        torch.save(state, temporary)
-        temporary.replace(self.output_dir / CHECKPOINT_FILE)
+        # A new temporary file (O_EXCL), never a predictable name that a symbolic link could redirect.
+        handle, temporary_name = tempfile.mkstemp(dir=self.output_dir, prefix=f".{CHECKPOINT_FILE}.", suffix=".partial")
+        temporary = Path(temporary_name)
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                torch.save(state, stream)
+            temporary.replace(self.output_dir / CHECKPOINT_FILE)
+        finally:
+            temporary.unlink(missing_ok=True)
 
     def resume(self) -> bool:
         """Loads the last checkpoint of this output folder, if any (our own file, loaded weights_only)."""
@@ -484,7 +492,6 @@ def dice(prediction: torch.Tensor, truth: torch.Tensor) -> float:
 
 
 def hardware_description() -> str:
-    import os
     import platform
 
     if torch.cuda.is_available():
