@@ -1,21 +1,24 @@
 """The `ldseg` command line: segment, train, evaluate, models.
 
 User errors (LDSegError) print one line and exit with status 1; a cancelled run (Ctrl+C or
-SIGTERM, as the Slicer panel sends) exits with 130 and leaves no output files.
+SIGTERM, as the Slicer panel sends) exits with 130 and leaves no output files (training leaves a
+checkpoint to resume from). Any other failure is a bug or an input nobody foresaw: it also prints one
+line, with a hint to rerun with --debug for the traceback.
 With `--progress jsonl`, `segment` prints machine-readable JSON lines on stdout for the Slicer panel.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
-import signal
 import sys
 import time
 from pathlib import Path
 
 from . import __version__
 from .errors import CancelledError, LDSegError
+from .interrupt import STOP
 
 EXIT_ERROR, EXIT_CANCELLED = 1, 130
 
@@ -26,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="ldseg", description="LDSeg latent-diffusion segmentation of knee MRI.")
     parser.add_argument("--version", action="version", version=f"ldseg {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
+    parser.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
+                        help="raise a resource limit for this run, e.g. max_voxels=400000000 (see docs/security.md)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     segment = commands.add_parser("segment", help="segment a volume: fused labels, uncertainty, summary, QC picture")
@@ -80,10 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     jsonl = getattr(args, "progress", None) == "jsonl"
-    cancel = _CancelFlag()
+    STOP.requested = False
+    STOP.install()
     try:
+        from .limits import raise_limits
+
+        raise_limits(args.limit)
         if args.command == "segment":
-            return run_segment(args, cancel)
+            return run_segment(args)
         if args.command == "train":
             from .baseline import train_from_config
 
@@ -99,22 +109,52 @@ def main(argv: list[str] | None = None) -> int:
     except CancelledError as error:
         _report_error(str(error), jsonl, "cancelled")
         return EXIT_CANCELLED
+    except KeyboardInterrupt:
+        _report_error("Interrupted by the user; no output was written.", jsonl, "cancelled")
+        return EXIT_CANCELLED
     except LDSegError as error:
         _report_error(str(error), jsonl, "error")
         return EXIT_ERROR
+    except Exception as error:  # the last resort: one line, the traceback only on request
+        if args.debug:
+            raise
+        _report_error(unexpected_error_message(error), jsonl, "error")
+        return EXIT_ERROR
 
 
-def run_segment(args: argparse.Namespace, cancel: _CancelFlag) -> int:
+def unexpected_error_message(error: BaseException) -> str:
+    """One line for a failure no check foresaw: what happened, and how to see more."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" while writing {error.filename}" if error.filename else ""
+        return f"The disk is full{where}; nothing was written. Free some space and run again."
+    if isinstance(error, MemoryError):
+        return "Out of memory; nothing was written. Close other programs or use a smaller image, then run again."
+    text = " ".join(str(error).split()) or "no message"
+    if isinstance(error, RuntimeError) and "No space left on device" in text:
+        return "The disk is full; nothing was written. Free some space and run again."
+    return (f"Unexpected error ({type(error).__name__}: {text[:300]}); nothing was written. "
+            "Rerun with 'ldseg --debug ...' for the traceback and report it.")
+
+
+def run_segment(args: argparse.Namespace) -> int:
+    from .imageio import output_directory
+
+    if args.series_uid and args.input and not Path(args.input).is_dir():
+        raise LDSegError("--series-uid picks a series in a DICOM folder; the input is a file, not a folder.")
+    with output_directory(args.output) as output:
+        return _segment(args, output)
+
+
+def _segment(args: argparse.Namespace, output: Path) -> int:
     import SimpleITK as sitk
 
-    from .imageio import case_name, ensure_writable_directory, read_image
+    from .imageio import case_name, read_image
     from .inference import Segmenter, SegmentSettings, select_device
     from .outputs import write_outputs
     from .package import load_package
     from .sample_data import sample_case
     from .store import resolve_model
 
-    output = ensure_writable_directory(args.output)
     input_path = sample_case() if args.sample else Path(args.input)
     name = case_name(input_path)
     dicom_series = None
@@ -140,7 +180,8 @@ def run_segment(args: argparse.Namespace, cancel: _CancelFlag) -> int:
     progress = _JsonlProgress() if args.progress == "jsonl" else _BarProgress() if args.progress == "bar" else None
     started = time.perf_counter()
     try:
-        result = Segmenter(package, device).segment(image, settings, progress, cancel, name=input_path.name)
+        with STOP.polled():
+            result = Segmenter(package, device).segment(image, settings, progress, STOP, name=input_path.name)
     finally:
         if isinstance(progress, _BarProgress):
             progress.close()
@@ -202,21 +243,6 @@ def _print_result(result, output: Path, files: dict[str, str], seconds: float) -
         print(f"  {kind}: {output / file}")
 
 
-class _CancelFlag:
-    """Set by SIGINT/SIGTERM; the segmenter checks it at every progress report."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        for signal_number in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signal_number, self._request)
-
-    def _request(self, _signal_number, _frame) -> None:
-        self.requested = True
-
-    def __call__(self) -> bool:
-        return self.requested
-
-
 class _JsonlProgress:
     def __call__(self, stage: str, fraction: float) -> None:
         print(json.dumps({"event": "progress", "stage": stage, "fraction": round(fraction, 4)}), flush=True)
@@ -245,9 +271,15 @@ def _emit(progress, stage: str, fraction: float) -> None:
 
 
 def _report_error(message: str, jsonl: bool, event: str) -> None:
+    message = printable(message)
     if jsonl:
         print(json.dumps({"event": event, "message": message}), flush=True)
     print(f"ldseg: {message}", file=sys.stderr)
+
+
+def printable(text: str) -> str:
+    """Text from files (names, DICOM headers) escaped so that it cannot drive the terminal."""
+    return "".join(c if c == "\n" or c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 if __name__ == "__main__":

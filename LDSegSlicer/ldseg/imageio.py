@@ -25,7 +25,7 @@ IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 
 def case_name(path: str | Path) -> str:
     """File name without its image extensions: knee1.nii.gz -> knee1, a DICOM folder -> its name."""
-    name = Path(path).name
+    name = Path(path).name if Path(path).name not in ("", ".", "..") else Path(path).resolve().name or "volume"
     for suffix in (".seg.nrrd", *IMAGE_SUFFIXES):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
@@ -101,6 +101,20 @@ def ensure_writable_directory(directory: str | Path) -> Path:
     except OSError as error:
         raise LDSegError(f"Cannot write to output folder {directory} ({error.strerror}); choose another folder.") from None
     return directory
+
+
+@contextlib.contextmanager
+def output_directory(directory: str | Path) -> Iterator[Path]:
+    """ensure_writable_directory for one run; a folder the run created is removed again if it fails."""
+    created = not Path(directory).exists()
+    path = ensure_writable_directory(directory)
+    try:
+        yield path
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                path.rmdir()  # only when still empty
+        raise
 
 
 @contextlib.contextmanager
