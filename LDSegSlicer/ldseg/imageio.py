@@ -7,11 +7,10 @@ Validation happens once, at the door, so the rest of the engine can assume a fin
 from __future__ import annotations
 
 import contextlib
-import gzip
 import os
+import re
 import shutil
 import tempfile
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,8 +18,10 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import LDSegError
+from .limits import current as current_limits
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+MIN_SPACING_MM, MAX_SPACING_MM = 0.01, 100.0  # outside, the header is wrong (volumes would be nonsense)
 
 
 def case_name(path: str | Path) -> str:
@@ -35,37 +36,81 @@ def case_name(path: str | Path) -> str:
 def read_image(path: str | Path) -> sitk.Image:
     """Reads a NIfTI, NRRD or MetaImage volume as float32 and validates it (see validate_image)."""
     path = Path(path)
-    if not path.exists():
-        raise LDSegError(f"Input {path} does not exist.")
-    if path.is_dir():
-        raise LDSegError(f"Input {path} is a folder; give a DICOM series folder to 'ldseg segment' or an image file.")
-    if not path.name.lower().endswith(IMAGE_SUFFIXES):
-        raise LDSegError(
-            f"Input {path.name} is not a supported image file; use one of {', '.join(IMAGE_SUFFIXES)} or a DICOM folder."
-        )
-    try:
-        _check_complete(path)
-        image = sitk.ReadImage(str(path))
-    except (RuntimeError, EOFError, OSError, zlib.error) as error:
-        first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown error"
-        raise LDSegError(f"Cannot read {path.name}: the file is unreadable or truncated ({first_line}).") from None
+    image = _read_volume(path, "Input")
     validate_image(image, path.name)
     return sitk.Cast(image, sitk.sitkFloat32)
 
 
-def _check_complete(path: Path) -> None:
-    """Raises for a truncated file: ITK's NIfTI reader fills a cut-off gzip stream with zeros silently."""
-    if path.name.lower().endswith(".gz"):
-        with gzip.open(path, "rb") as stream:
-            while stream.read(1 << 22):
-                pass
-    elif path.name.lower().endswith(".nii"):
-        import nibabel
+def read_label_map(path: str | Path) -> sitk.Image:
+    """Reads a label map with the same checks as an image: complete, finite, within the size limit."""
+    return _read_volume(Path(path), "Label map")
 
-        header = nibabel.load(str(path)).header
-        expected = int(header["vox_offset"]) + int(np.prod(header.get_data_shape())) * header.get_data_dtype().itemsize
+
+def _read_volume(path: Path, what: str) -> sitk.Image:
+    """The file's image, after checking its header: size within the limits, data complete and finite."""
+    if not path.exists():
+        raise LDSegError(f"{what} {path} does not exist.")
+    if path.is_dir():
+        raise LDSegError(f"{what} {path} is a folder; give a DICOM series folder to 'ldseg segment' or an image file.")
+    if not path.name.lower().endswith(IMAGE_SUFFIXES):
+        raise LDSegError(
+            f"{what} {path.name} is not a supported image file; use one of {', '.join(IMAGE_SUFFIXES)} or a DICOM folder."
+        )
+    limits = current_limits()
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        _check_nifti(path, limits)
+    try:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        limits.check_voxels((*reader.GetSize(), reader.GetNumberOfComponents()), path.name)
+        return reader.Execute()
+    except (RuntimeError, OSError) as error:
+        raise LDSegError(f"Cannot read {path.name}: the file is unreadable or truncated ({itk_message(error)}).") from None
+
+
+def _check_nifti(path: Path, limits) -> None:
+    """Raises for a NIfTI file that ITK would read wrongly without a word: a truncated file (filled
+    with zeros), NaN or infinite voxels (turned into 0), or one too large to decode."""
+    import nibabel
+
+    try:
+        nifti = nibabel.load(str(path))
+        shape, dtype = nifti.header.get_data_shape(), nifti.header.get_data_dtype()
+        slope, intercept = nifti.header.get_slope_inter()
+    except Exception as error:  # nibabel raises many kinds for a malformed header
+        raise LDSegError(f"Cannot read {path.name}: its NIfTI header is invalid ({one_line(error)}).") from None
+    limits.check_voxels(shape, path.name)
+    if any(value is not None and not np.isfinite(value) for value in (slope, intercept)):
+        raise LDSegError(f"{path.name} has a non-finite intensity scaling (scl_slope/scl_inter); re-export the volume.")
+    if path.name.lower().endswith(".nii"):
+        expected = int(nifti.header["vox_offset"]) + int(np.prod(shape)) * dtype.itemsize
         if path.stat().st_size < expected:
-            raise EOFError(f"{path.stat().st_size} bytes, the header needs {expected}")
+            raise LDSegError(f"Cannot read {path.name}: the file is unreadable or truncated ({path.stat().st_size} "
+                             f"bytes, its header needs {expected}). Copy or export it again.")
+    try:
+        data = nifti.dataobj.get_unscaled()  # reads (and for .nii.gz decompresses) every voxel
+    except Exception as error:
+        raise LDSegError(f"Cannot read {path.name}: the file is unreadable or truncated ({one_line(error)}).") from None
+    if data.dtype.kind in "fc" and not np.isfinite(data).all():
+        raise LDSegError(f"{path.name} contains NaN or infinite voxel values (which image readers silently turn "
+                         "into 0); fix or re-export the volume.")
+
+
+def one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text[:300] or type(error).__name__
+
+
+def itk_message(error: BaseException) -> str:
+    """The informative part of an ITK exception: its ERROR line and its deepest cause, not the source
+    location or a stray last line such as "(0 0 1)"."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    errors = [re.sub(r"^.*?ERROR:\s*(\w+\(0x[0-9a-fA-F]+\):\s*)?", "", line) for line in lines if "ERROR" in line]
+    if not errors:
+        return one_line(error)
+    last = lines[-1] if "ERROR" not in lines[-1] and re.search(r"[A-Za-z]{3}", lines[-1]) else ""
+    return " ".join(f"{errors[0]} {last}".split())[:300]
 
 
 def validate_image(image: sitk.Image, name: str, min_size: tuple[int, int, int] = (16, 16, 16)) -> None:
@@ -84,6 +129,12 @@ def validate_image(image: sitk.Image, name: str, min_size: tuple[int, int, int] 
     if any(s < m for s, m in zip(sorted(size), sorted(min_size))):
         raise LDSegError(f"{name} is too small ({' x '.join(map(str, size))} voxels); LDSeg needs at least "
                          f"{' x '.join(map(str, min_size))} voxels covering the knee.")
+    spacing = image.GetSpacing()
+    if not all(MIN_SPACING_MM <= value <= MAX_SPACING_MM for value in spacing):
+        raise LDSegError(f"{name} has a voxel spacing of {' x '.join(f'{v:g}' for v in spacing)} mm; a knee MRI has "
+                         f"{MIN_SPACING_MM} to {MAX_SPACING_MM} mm. Fix the spacing in the file's header.")
+    if not np.isfinite(image.GetOrigin()).all() or not np.isfinite(image.GetDirection()).all():
+        raise LDSegError(f"{name} has a non-finite origin or orientation in its header; re-export the volume.")
     array = sitk.GetArrayViewFromImage(image)
     if not np.isfinite(array).all():
         raise LDSegError(f"{name} contains NaN or infinite voxel values; fix or re-export the volume.")
