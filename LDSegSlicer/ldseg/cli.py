@@ -200,20 +200,22 @@ def _segment(args: argparse.Namespace, output: Path) -> int:
 def _dicom_writers(args, result, series, name: str) -> dict:
     """DICOM outputs asked for on the command line, as (file name, writer) for write_outputs."""
     from . import dicom_seg
+    from .outputs import case_file_names
 
+    names = case_file_names(name)
     writers = {}
     if args.dicom_seg:
         writers["dicom_seg"] = (
-            f"{name}-seg.dcm", lambda path: dicom_seg.write_dicom_seg(result.labels, series, result.card, path)
+            names["dicom_seg"], lambda path: dicom_seg.write_dicom_seg(result.labels, series, result.card, path)
         )
     if args.dicom_probability:
         writers["dicom_probability"] = (
-            f"{name}-probability-seg.dcm",
+            names["dicom_probability"],
             lambda path: dicom_seg.write_probability_seg(result.mean_probability, series, result.card, path),
         )
     if args.dicom_uncertainty:
         writers["dicom_uncertainty"] = (
-            f"{name}-uncertainty-pm.dcm",
+            names["dicom_uncertainty"],
             lambda path: dicom_seg.write_uncertainty_parametric_map(
                 result.uncertainty, series, result.card, result.settings.uncertainty, path
             ),

@@ -11,7 +11,8 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -168,20 +169,82 @@ def output_directory(directory: str | Path) -> Iterator[Path]:
         raise
 
 
-@contextlib.contextmanager
-def staged_outputs(directory: Path) -> Iterator[Path]:
-    """A hidden staging folder inside `directory`; on success its files are renamed into place.
+PARTIAL_PREFIX = ".ldseg-partial-"  # staging folders: .ldseg-partial-<pid>-<random>
+STALE_SECONDS = 3600  # where a process cannot be asked whether it lives (Windows), leftovers this old go
 
-    A failed or interrupted run leaves no partial output: the staging folder is removed, and the
-    renames are atomic on one file system.
+
+@contextlib.contextmanager
+def staged_outputs(directory: Path, replaces: Iterable[str] = ()) -> Iterator[Path]:
+    """A hidden staging folder inside `directory`; on success its files replace the earlier set.
+
+    The commit is all or nothing: every destination is checked first (a folder where a file goes is
+    refused), earlier files of the same set (the staged names plus `replaces`, e.g. samples of an
+    earlier run that this one did not write) are moved aside, the new files renamed in, and the old
+    ones deleted only then; a failure puts the old set back. Staging folders that a killed run left
+    behind are removed at the next run.
     """
-    staging = Path(tempfile.mkdtemp(prefix=".ldseg-partial-", dir=directory))
+    _remove_leftovers(directory)
+    staging = Path(tempfile.mkdtemp(prefix=f"{PARTIAL_PREFIX}{os.getpid()}-", dir=directory))
     try:
         yield staging
-        for file in sorted(staging.iterdir()):
-            os.replace(file, directory / file.name)
+        _commit(staging, directory, set(replaces))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _commit(staging: Path, directory: Path, replaces: set[str]) -> None:
+    new = sorted(file.name for file in staging.iterdir())
+    in_the_way = [name for name in new if (directory / name).is_dir() and not (directory / name).is_symlink()]
+    if in_the_way:
+        raise LDSegError(f"{directory / in_the_way[0]} is a folder where a result file goes; nothing was written. "
+                         "Move it away or choose another output folder.")
+    old = [name for name in sorted(replaces | set(new)) if (directory / name).is_file() or (directory / name).is_symlink()]
+    aside = staging / ".previous"
+    aside.mkdir()
+    moved: list[str] = []
+    placed: list[str] = []
+    try:
+        for name in old:
+            os.replace(directory / name, aside / name)
+            moved.append(name)
+        for name in new:
+            os.replace(staging / name, directory / name)
+            placed.append(name)
+    except BaseException:
+        for name in placed:
+            with contextlib.suppress(OSError):
+                os.replace(directory / name, staging / name)
+        for name in moved:
+            with contextlib.suppress(OSError):
+                os.replace(aside / name, directory / name)
+        raise
+
+
+def _remove_leftovers(directory: Path) -> None:
+    """Removes staging folders of runs that no longer run (killed, or the machine lost power)."""
+    for entry in directory.glob(f"{PARTIAL_PREFIX}*"):
+        pid = entry.name[len(PARTIAL_PREFIX):].split("-", 1)[0]
+        try:
+            if entry.is_symlink() or not entry.is_dir():
+                continue
+            if os.name == "posix" and pid.isdigit():
+                running = _process_exists(int(pid))
+            else:
+                running = time.time() - entry.stat().st_mtime < STALE_SECONDS
+        except OSError:
+            continue
+        if not running:
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
