@@ -162,6 +162,10 @@ def _segment(args: argparse.Namespace, output: Path) -> int:
         from .dicom_input import read_dicom_series
 
         dicom_series = read_dicom_series(input_path, args.series_uid)
+        if args.dicom_seg or args.dicom_probability or args.dicom_uncertainty:
+            from .dicom_seg import check_source
+
+            check_source(dicom_series)  # refuse now, not after minutes of sampling
         image = sitk.Cast(dicom_series.image, sitk.sitkFloat32)
     else:
         if args.dicom_seg or args.dicom_probability or args.dicom_uncertainty:
