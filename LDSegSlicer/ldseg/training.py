@@ -27,6 +27,7 @@ from typing import Any, Self
 import numpy as np
 import SimpleITK as sitk
 import torch
+import yaml
 from monai.losses import DiceCELoss
 from monai.transforms import (
     Compose,
@@ -92,6 +93,17 @@ class Augmentation:
     native_noise_max_sigma: float = 0.25
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load, except that a key given twice is an error instead of the last one winning."""
+
+    def construct_mapping(self, node, deep=False):
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        repeated = sorted({str(key) for key in keys if keys.count(key) > 1})
+        if repeated:
+            raise yaml.constructor.ConstructorError(None, None, f"key {repeated[0]!r} is given twice", node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_config_file(path: str | Path) -> Any:
     """Parses a YAML or TOML training config (by suffix) into plain data, with one clear error."""
     path = Path(path)
@@ -101,9 +113,7 @@ def read_config_file(path: str | Path) -> Any:
             import tomllib
 
             return tomllib.loads(text)
-        import yaml
-
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)
     except FileNotFoundError:
         raise LDSegError(f"Training config {path} does not exist.") from None
     except Exception as error:  # parser errors of either format

@@ -27,6 +27,8 @@ from ldseg.card import CARD_FILE, ModelCard
 from ldseg.errors import LDSegError
 from ldseg.networks import LDSegNetwork
 from ldseg.package import load_package, save_package, write_weights
+import numpy as np
+import SimpleITK as sitk
 
 HANDLED: list[str] = []  # one entry per bad input that was refused as it should be
 
@@ -244,3 +246,168 @@ def test_checkpoint_is_not_written_through_a_planted_partial_symlink(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f".{CHECKPOINT_FILE}.partial", CHECKPOINT_FILE,
                                                                  "victim.txt"])
     HANDLED.append("planted .partial symlink (checkpoint)")
+
+
+# --- synthetic inputs (small, so that the whole file stays fast) --------------------------------
+
+
+def blob(size=(24, 24, 20), dtype=np.float32) -> np.ndarray:
+    """A bright ellipsoid in noise, (z, y, x): something to segment."""
+    z, y, x = np.mgrid[: size[2], : size[1], : size[0]].astype(np.float32)
+    centre = np.array([size[2], size[1], size[0]]) / 2
+    inside = ((z - centre[0]) / 6) ** 2 + ((y - centre[1]) / 7) ** 2 + ((x - centre[2]) / 7) ** 2 < 1
+    rng = np.random.default_rng(0)
+    return (100 + 400 * inside + rng.normal(0, 20, inside.shape)).astype(dtype)
+
+
+def volume(array: np.ndarray, spacing=(1.0, 1.0, 1.0)) -> sitk.Image:
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(spacing)
+    return image
+
+
+def write_nifti(array: np.ndarray, path: Path, patch: dict[int, bytes] | None = None) -> Path:
+    """A NIfTI-1 file of `array`; `patch` overwrites header bytes at offsets (dim at 40, scl_slope at 112)."""
+    import gzip
+
+    import nibabel
+
+    nifti = nibabel.Nifti1Image(np.transpose(array, (2, 1, 0)), np.eye(4))
+    data = bytearray(nifti.to_bytes())
+    for offset, value in (patch or {}).items():
+        data[offset: offset + len(value)] = value
+    path.write_bytes(gzip.compress(bytes(data), 1) if path.name.endswith(".gz") else bytes(data))
+    return path
+
+
+def put(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def written(image: sitk.Image, path: Path) -> Path:
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+def synthetic_data_dir(root: Path, cases=("a", "b")) -> Path:
+    for folder in ("images", "labels"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    for index, name in enumerate(cases):
+        image = blob()
+        labels = (image > 300).astype(np.uint8)
+        labels[: labels.shape[0] // 2] *= 2  # two structures, as the card's labels
+        labels[labels == 0] = 0
+        sitk.WriteImage(volume(image + index), str(root / "images" / f"{name}.nii.gz"))
+        sitk.WriteImage(volume(labels), str(root / "labels" / f"{name}.nii.gz"))
+    return root
+
+
+def segment_in_process(capsys, tiny_model, source, output, *extra) -> tuple[int, str, str]:
+    return run_cli(capsys, "segment", source, "-o", output, "--model", tiny_model, "--samples", 2,
+                   "--progress", "none", *extra)
+
+
+# --- 6, 7, 10. images: corrupt, malformed, oversized ---------------------------------------------
+
+
+def _truncated(path: Path, fraction: float) -> Path:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * fraction)])
+    return path
+
+
+def _nrrd_header(path: Path, lines: list[str], data: bytes = b"") -> Path:
+    path.write_bytes(("NRRD0004\n" + "\n".join(lines) + "\n\n").encode() + data)
+    return path
+
+
+def _nan_array() -> np.ndarray:
+    array = blob()
+    array[5, 5, 5] = np.nan
+    return array
+
+
+def _inf_array() -> np.ndarray:
+    array = blob()
+    array[6, 6, 6] = np.inf
+    return array
+
+
+BAD_IMAGES = {
+    # name: (writer(tmp) -> path, words the one line must contain)
+    "nan.nii.gz": (lambda t: write_nifti(_nan_array(), t / "nan.nii.gz"), "NaN"),
+    "inf.nii": (lambda t: write_nifti(_inf_array(), t / "inf.nii"), "NaN or infinite"),
+    "nan.nrrd": (lambda t: written(volume(_nan_array()), t / "nan.nrrd"), "NaN"),
+    "truncated 60% .nii.gz": (lambda t: _truncated(write_nifti(blob(), t / "cut.nii.gz"), 0.6), "truncated"),
+    "truncated 60% .nii": (lambda t: _truncated(write_nifti(blob(), t / "cut.nii"), 0.6), "truncated"),
+    "truncated .nrrd": (lambda t: _truncated(written(volume(blob()), t / "cut.nrrd"), 0.6), "truncated"),
+    "empty .nii.gz": (lambda t: put(t / "empty.nii.gz", b""), "cannot read"),
+    "random bytes .nii": (lambda t: put(t / "r.nii", os.urandom(4000)), "cannot read"),
+    "random bytes .mha": (lambda t: put(t / "r.mha", os.urandom(4000)), "cannot read"),
+    "nifti header with dim -1": (lambda t: write_nifti(blob(), t / "dim.nii", {40: np.array([3, -1, 24, 20], "<i2")
+                                                                              .tobytes()}), "cannot read"),
+    "nifti header of 1024^3": (lambda t: write_nifti(blob(), t / "huge.nii.gz",
+                                                     {40: np.array([3, 1024, 1024, 1024], "<i2").tobytes()}), "limit"),
+    "nrrd header of 4000^3": (lambda t: _nrrd_header(t / "huge.nrrd", ["type: float", "endian: little", "dimension: 3",
+                                                                      "sizes: 4000 4000 4000", "encoding: raw"]), "limit"),
+    "nrrd malformed header": (lambda t: _nrrd_header(t / "bad.nrrd", ["type: short", "dimension: 3", "sizes: 10 10 10",
+                                                                     "encoding: raw", "space directions: (1,0,0)"],
+                                                     os.urandom(100)), "cannot read"),
+    "nhdr with missing data file": (lambda t: _nrrd_header(t / "x.nhdr", ["type: short", "dimension: 3",
+                                                                         "sizes: 20 20 20", "encoding: raw",
+                                                                         "data file: missing.raw"]), "cannot read"),
+    "nifti vox_offset past the end": (lambda t: write_nifti(blob(), t / "off.nii", {108: np.array([1e6], "<f4")
+                                                                                   .tobytes()}), "truncated"),
+    "2D image": (lambda t: written(sitk.GetImageFromArray(blob()[0]), t / "flat.nrrd"), "2D"),
+    "4D image": (lambda t: write_nifti_4d(t / "four.nii.gz"), "4D"),
+    "RGB volume": (lambda t: written(sitk.Compose(*[volume(blob())] * 3), t / "rgb.nrrd"), "components"),
+    "constant volume": (lambda t: written(volume(np.full((20, 24, 24), 7, np.float32)), t / "c.nrrd"), "empty"),
+    "spacing 1e-30 mm": (lambda t: written(volume(blob(), (1e-30, 1e-30, 1e-30)), t / "s.nrrd"), "spacing"),
+    "too small 8^3": (lambda t: written(volume(blob((8, 8, 8))), t / "small.nrrd"), "too small"),
+    "unsupported .png": (lambda t: put(t / "x.png", b"\x89PNG"), "not a supported"),
+    "missing file": (lambda t: t / "nope.nii.gz", "does not exist"),
+    "folder without DICOM": (lambda t: (t / "folder").mkdir() or t / "folder", "No DICOM files"),
+}
+
+
+def write_nifti_4d(path: Path) -> Path:
+    import nibabel
+
+    nibabel.save(nibabel.Nifti1Image(np.stack([blob(), blob()], -1), np.eye(4)), str(path))
+    return path
+
+
+@pytest.mark.parametrize("kind", BAD_IMAGES)
+def test_bad_images_get_one_line_and_no_output(kind, tiny_model, tmp_path, capsys):
+    make, words = BAD_IMAGES[kind]
+    source = make(tmp_path)
+    output = tmp_path / "out"
+    before = tree(tmp_path)
+    code, _, err = segment_in_process(capsys, tiny_model, source, output)
+    assert_one_line(code, err, f"image: {kind}", match=words)
+    assert tree(tmp_path) == before and not output.exists()
+
+
+def test_a_large_image_is_read_once_its_limit_is_raised(tiny_model, tmp_path, capsys, monkeypatch):
+    source = written(volume(blob()), tmp_path / "v.nrrd")
+    monkeypatch.setenv("LDSEG_LIMITS", "max_voxels=1000")
+    code, _, err = segment_in_process(capsys, tiny_model, source, tmp_path / "out")
+    assert_one_line(code, err, "image over a lowered voxel limit", match="--limit max_voxels=11520")
+    code, _, err = run_cli(capsys, "--limit", "max_voxels=20000", "segment", source, "-o", tmp_path / "out",
+                           "--model", tiny_model, "--samples", 2, "--progress", "none")
+    assert code == 0, err
+    assert (tmp_path / "out" / "v.seg.nrrd").is_file()
+    code, _, err = run_cli(capsys, "--limit", "max_voxels=-1", "models", "list")
+    assert_one_line(code, err, "negative limit", match="positive")
+    code, _, err = run_cli(capsys, "--limit", "bogus=1", "models", "list")
+    assert_one_line(code, err, "unknown limit", match="Unknown limit")
+
+
+def test_truncated_label_map_in_evaluate_is_refused(tiny_model, tmp_path, capsys):
+    data = synthetic_data_dir(tmp_path / "data")
+    _truncated(data / "labels" / "b.nii.gz", 0.6)
+    code, _, err = run_cli(capsys, "evaluate", tiny_model, data, "-o", tmp_path / "eval", "--samples", 1,
+                           "--noise")
+    assert_one_line(code, err, "evaluate: truncated label map", match="truncated")
+    assert not (tmp_path / "eval" / "evaluation.json").exists()
