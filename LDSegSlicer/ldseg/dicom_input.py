@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import SimpleITK as sitk
-from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 
 from .errors import LDSegError
@@ -117,10 +116,10 @@ def _read_headers(paths) -> list[tuple[Path, pydicom.Dataset]]:
                 dataset = pydicom.dcmread(path, stop_before_pixels=True)
                 usable = "SOPClassUID" in dataset and "SeriesInstanceUID" in dataset
                 uid = str(dataset.SeriesInstanceUID) if usable else ""
-        except (InvalidDicomError, OSError, EOFError):
-            continue
-        except Exception as error:  # a damaged header can fail in many ways inside pydicom
-            if _has_dicom_marker(path):
+                if not usable and "MediaStorageSOPClassUID" not in dataset.file_meta and _has_dicom_marker(path):
+                    raise ValueError("no SOP class in its header or meta information")  # garbage after "DICM"
+        except Exception as error:  # not DICOM, or a damaged header (which fails in many ways inside pydicom)
+            if not isinstance(error, OSError) and _has_dicom_marker(path):
                 raise LDSegError(f"{path} is a damaged DICOM file ({one_line(error)}); copy the series again.") from None
             continue
         if usable and uid:

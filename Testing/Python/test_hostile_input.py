@@ -411,3 +411,276 @@ def test_truncated_label_map_in_evaluate_is_refused(tiny_model, tmp_path, capsys
                            "--noise")
     assert_one_line(code, err, "evaluate: truncated label map", match="truncated")
     assert not (tmp_path / "eval" / "evaluation.json").exists()
+
+
+# --- 6, 7, 8. DICOM series: damaged files, malformed geometry, de-identified sources ----------------
+
+
+def dicom_series(folder: Path, edit=None) -> Path:
+    """A 20-slice MR series of blob(); edit(dataset, index) changes each slice before it is saved."""
+    import dicom_factory
+    import pydicom
+
+    files = sorted(dicom_factory.write_mr_series(volume(blob().astype(np.int16)), folder),
+                   key=lambda f: float(pydicom.dcmread(f, stop_before_pixels=True).ImagePositionPatient[2]))
+    if edit is not None:
+        for index, path in enumerate(files):
+            dataset = pydicom.dcmread(path)
+            if edit(dataset, index) is not False:
+                dataset.save_as(path)
+    return folder
+
+
+def _on_slice(number, change):
+    def edit(dataset, index):
+        if index != number:
+            return False
+        change(dataset)
+    return edit
+
+
+def _delete(*keywords):
+    def change(dataset, _index=None):
+        for keyword in keywords:
+            if keyword in dataset:
+                delattr(dataset, keyword)
+    return change
+
+
+def _raw(keyword_tag, vr, value):
+    return lambda dataset, _index=None: dataset.add_new(keyword_tag, vr, value)
+
+
+BAD_SERIES = {
+    "PixelData half as long": (_on_slice(7, lambda d: setattr(d, "PixelData", d.PixelData[: len(d.PixelData) // 2])),
+                               "truncated or damaged"),
+    "no PixelData in a slice": (_on_slice(3, _delete("PixelData")), "no pixel data"),
+    "IPP with two values": (_on_slice(4, _raw(0x00200032, "DS", ["1", "2"])), "ImagePositionPatient needs 3"),
+    "IPP not numbers": (_on_slice(4, _raw(0x00200032, "LO", "a\\b\\c")), "malformed geometry"),
+    "IOP not unit vectors": (_raw(0x00200037, "DS", ["2", "0", "0", "0", "1", "0"]), "perpendicular unit"),
+    "IOP five values": (_raw(0x00200037, "DS", ["1", "0", "0", "0", "1"]), "ImageOrientationPatient needs 6"),
+    "PixelSpacing zero": (_raw(0x00280030, "DS", ["0", "0"]), "not positive"),
+    "PixelSpacing one value": (_raw(0x00280030, "DS", ["1"]), "PixelSpacing needs 2"),
+    "PixelSpacing NaN": (_raw(0x00280030, "LO", "nan\\nan"), "not a finite number"),
+    "NumberOfFrames text": (_on_slice(2, _raw(0x00280008, "LO", "many")), "invalid NumberOfFrames"),
+    "Rows 0": (_on_slice(2, _raw(0x00280010, "US", 0)), "not an image size"),
+    "missing IPP": (_on_slice(5, _delete("ImagePositionPatient")), "lack ImagePositionPatient"),
+    "duplicate positions": (lambda d, i: setattr(d, "ImagePositionPatient", [0, 0, 0]) if i < 2 else False,
+                            "same position"),
+    "slice missing (gap)": (None, "missing"),
+    "damaged file with DICM marker": (None, "damaged DICOM file"),
+    "single slice": (None, "single image"),
+    "over the voxel limit": (None, "limit"),
+}
+
+
+@pytest.mark.parametrize("kind", BAD_SERIES)
+def test_bad_dicom_series_get_one_line_and_no_output(kind, tiny_model, tmp_path, capsys, monkeypatch):
+    edit, words = BAD_SERIES[kind]
+    folder = dicom_series(tmp_path / "series", edit)
+    files = sorted(folder.iterdir())
+    if kind == "slice missing (gap)":
+        import pydicom
+
+        by_position = sorted(files, key=lambda f: float(pydicom.dcmread(f).ImagePositionPatient[2]))
+        by_position[10].unlink()
+    elif kind == "damaged file with DICM marker":
+        put(folder / "broken.dcm", b"\0" * 128 + b"DICM" + os.urandom(300))
+    elif kind == "single slice":
+        for path in files[1:]:
+            path.unlink()
+    elif kind == "over the voxel limit":
+        monkeypatch.setenv("LDSEG_LIMITS", "max_voxels=5000")
+    output = tmp_path / "out"
+    before = tree(tmp_path)
+    code, _, err = segment_in_process(capsys, tiny_model, folder, output)
+    assert_one_line(code, err, f"DICOM: {kind}", match=words)
+    assert tree(tmp_path) == before and not output.exists()
+
+
+def test_series_uid_for_an_image_file_is_refused(tiny_model, tmp_path, capsys):
+    source = written(volume(blob()), tmp_path / "v.nrrd")
+    code, _, err = segment_in_process(capsys, tiny_model, source, tmp_path / "out", "--series-uid", "1.2.3")
+    assert_one_line(code, err, "--series-uid with a file", match="--series-uid")
+
+
+def test_dot_as_dicom_folder_names_outputs_by_the_folder(tiny_model, tmp_path, capsys, monkeypatch):
+    folder = dicom_series(tmp_path / "knee7")
+    monkeypatch.chdir(folder)
+    code, _, err = segment_in_process(capsys, tiny_model, ".", tmp_path / "out")
+    assert code == 0, err
+    assert (tmp_path / "out" / "knee7.seg.nrrd").is_file() and not (tmp_path / "out" / ".json").exists()
+
+
+def dciodvfy_errors(path: Path) -> list[str]:
+    report = subprocess.run([shutil.which("dciodvfy"), str(path)], capture_output=True, text=True)
+    return [line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")]
+
+
+DEIDENTIFIED = {
+    "no patient or study attributes": _delete("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate",
+                                              "StudyTime", "StudyID", "AccessionNumber", "ReferringPhysicianName"),
+    "SeriesNumber text": _raw(0x00200011, "LO", "abc"),
+    "SeriesNumber 2^31-1": lambda d, i: setattr(d, "SeriesNumber", 2**31 - 1),
+    "no SeriesNumber": _delete("SeriesNumber"),
+}
+
+
+@pytest.mark.parametrize("kind", DEIDENTIFIED)
+def test_dicom_seg_from_a_deidentified_series_is_valid(kind, tmp_path):
+    from ldseg.dicom_input import read_dicom_series
+    from ldseg.dicom_seg import write_dicom_seg
+
+    series = read_dicom_series(dicom_series(tmp_path / "series", DEIDENTIFIED[kind]))
+    labels = sitk.Cast(series.image > 300, sitk.sitkUInt8)
+    labels[0, 0, 0] = 2
+    card = ModelCard.load(Path(__file__).parents[2] / "Resources" / "Models" / "knee-bones" / CARD_FILE)
+    path = write_dicom_seg(labels, series, card, tmp_path / "seg.dcm")
+    assert dciodvfy_errors(path) == []
+    HANDLED.append(f"DICOM SEG: {kind}")
+
+
+REFUSED_SOURCES = {
+    "empty StudyInstanceUID": (lambda d, i: setattr(d, "StudyInstanceUID", ""), "no StudyInstanceUID"),
+    "two studies in one series": (lambda d, i: setattr(d, "StudyInstanceUID", "1.2.3.4" if i == 3 else
+                                                       d.StudyInstanceUID), "more than one StudyInstanceUID"),
+    "unknown character set": (lambda d, i: setattr(d, "SpecificCharacterSet", "ISO_IR 999"), "character set"),
+}
+
+
+@pytest.mark.parametrize("kind", REFUSED_SOURCES)
+def test_dicom_seg_export_refuses_what_it_cannot_fill_before_segmenting(kind, tiny_model, tmp_path, capsys):
+    edit, words = REFUSED_SOURCES[kind]
+    folder = dicom_series(tmp_path / "series", edit)
+    code, out, err = segment_in_process(capsys, tiny_model, folder, tmp_path / "out", "--dicom-seg")
+    assert_one_line(code, err, f"DICOM SEG source: {kind}", match=words)
+    assert not (tmp_path / "out").exists()
+
+
+# --- 7, 10. model cards with absurd values, broken packages and zips ------------------------------
+
+ABSURD_CARDS = {
+    "model_grid 4e6": ({"model_grid": [4000000, 16, 16]}, "model_grid"),
+    "train_timesteps 0": ({"diffusion.train_timesteps": 0}, "train_timesteps"),
+    "default_steps 0": ({"diffusion.default_steps": 0}, "default_steps"),
+    "default_samples 10^6": ({"diffusion.default_samples": 10**6}, "default_samples"),
+    "channels 0": ({"architecture.label_encoder_channels": [0, 8]}, "channel"),
+    "dropout 5": ({"architecture.dropout": 5}, "dropout"),
+    "percentile 150": ({"normalization.upper_percentile": 150}, "percentiles"),
+    "percentiles reversed": ({"normalization.lower_percentile": 90, "normalization.upper_percentile": 10}, "percentiles"),
+    "NaN colour": ({"labels.0.color": [float("nan"), 0, 0]}, "color"),
+    "colour 300": ({"labels.0.color": [300, 0, 0]}, "color"),
+    "norm groups not dividing": ({"architecture.denoiser_norm_groups": 3}, "multiples"),
+    "res blocks 0": ({"architecture.denoiser_res_blocks": 0}, "denoiser_res_blocks"),
+    "labels 1, 3": ({"labels.1.value": 3}, "label values"),
+    "duplicate label names": ({"labels.1.name": "Femur"}, "label names"),
+    "format_version 99": ({"format_version": 99}, "format_version"),
+    "weights_sha256 not hex": ({"weights_sha256": "zz"}, "weights_sha256"),
+    "name is a number": ({"name": 5}, "must be of type str"),
+    "unknown key": ({"surprise": 1}, "unknown key"),
+}
+
+
+@pytest.mark.parametrize("kind", ABSURD_CARDS)
+def test_cards_with_absurd_values_are_refused(kind, tiny_model, cache, tmp_path, capsys):
+    changes, words = ABSURD_CARDS[kind]
+    package = edited_package(tiny_model, tmp_path / "pkg", **changes)
+    code, _, err = run_cli(capsys, "models", "import", package)
+    assert_one_line(code, err, f"card: {kind}", match=words)
+    assert not (cache / "models").exists()
+
+
+def _deep_json(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+BROKEN_CARD_FILES = {
+    "nested 1e5 deep": (lambda: _deep_json(100_000), "nested too deeply"),
+    "over 1 MiB": (lambda: json.dumps({"description": "x" * (2 << 20)}), "limit"),
+    "not JSON": (lambda: "{name: knee", "cannot be read as JSON"),
+    "a JSON list": (lambda: "[1, 2]", "must be a mapping"),
+    "not UTF-8": (lambda: b"\xff\xfe{}".decode("latin-1"), "cannot be read"),
+    "empty": (lambda: "", "cannot be read as JSON"),
+}
+
+
+@pytest.mark.parametrize("kind", BROKEN_CARD_FILES)
+def test_broken_card_files_are_refused_and_do_not_break_models_list(kind, tiny_model, cache, tmp_path, capsys):
+    make, words = BROKEN_CARD_FILES[kind]
+    package = edited_package(tiny_model, tmp_path / "pkg")
+    (package / CARD_FILE).write_text(make(), encoding="latin-1" if kind == "not UTF-8" else "utf-8")
+    code, _, err = run_cli(capsys, "models", "import", package)
+    assert_one_line(code, err, f"card file: {kind}", match=words)
+    planted = cache / "models" / "planted"  # such a card already in the cache (copied by hand)
+    shutil.copytree(package, planted)
+    code, out, err = run_cli(capsys, "models", "list")
+    assert code == 0 and "Traceback" not in err and "planted" not in out
+    code, _, err = run_cli(capsys, "segment", tmp_path / "x.nrrd", "-o", tmp_path / "o", "--model", planted)
+    assert_one_line(code, err, f"segment with card file: {kind}")
+
+
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for name, data in members.items():
+            bundle.writestr(name, data)
+    return path
+
+
+def _package_members(tiny_model: Path) -> dict[str, bytes]:
+    return {f"m/{file.name}": file.read_bytes() for file in tiny_model.iterdir()}
+
+
+BAD_ZIPS = {
+    "zip bomb (weights inflate past the limit)": (lambda m: {**m, "m/model.safetensors": b"\0" * (3 << 20)},
+                                                  "limit", "max_weights_bytes=1000000"),
+    "members past the total limit": (lambda m: m, "limit", "max_archive_bytes=10000"),
+    "card twice (second one hostile)": (lambda m: m, "twice", ""),
+    "no card": (lambda m: {k: v for k, v in m.items() if not k.endswith(".json")}, "holds no model-card.json", ""),
+    "traversal member names": (lambda m: {"../../" + k.split("/")[-1]: v for k, v in m.items()}, "", ""),
+    "not a zip": (None, "neither a model folder", ""),
+    "truncated zip": (None, "neither a model folder", ""),
+}
+
+
+@pytest.mark.parametrize("kind", BAD_ZIPS)
+def test_bad_zips_are_refused_and_leave_nothing(kind, tiny_model, cache, tmp_path, capsys, monkeypatch):
+    change, words, limit = BAD_ZIPS[kind]
+    archive = tmp_path / "model.zip"
+    if kind == "not a zip":
+        put(archive, b"PK\x03\x04 but not really a zip")
+    elif kind == "truncated zip":
+        _truncated(_zip(archive, _package_members(tiny_model)), 0.7)
+    elif kind == "card twice (second one hostile)":
+        members = _package_members(tiny_model)
+        with zipfile.ZipFile(archive, "w") as bundle:
+            for name, data in members.items():
+                bundle.writestr(name, data)
+            bundle.writestr("other/model-card.json", b'{"name": "../../evil"}')
+    else:
+        _zip(archive, change(_package_members(tiny_model)))
+    if limit:
+        monkeypatch.setenv("LDSEG_LIMITS", limit)
+    code, _, err = run_cli(capsys, "models", "import", archive)
+    if kind == "traversal member names":  # flattened: imported as the plain package it is, nothing outside
+        assert code == 0 and (cache / "models" / "tiny" / CARD_FILE).is_file()
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "model.zip"]
+        HANDLED.append("zip: traversal member names")
+        return
+    assert_one_line(code, err, f"zip: {kind}", match=words)
+    assert not (cache / "models").exists() or [p.name for p in (cache / "models").iterdir()] == []
+
+
+def test_url_serving_a_non_zip_is_refused(cache, tmp_path, capsys):
+    served = put(tmp_path / "page.html", b"<html>not a model</html>")
+    from ldseg.download import sha256_of
+
+    code, _, err = run_cli(capsys, "models", "import", served.as_uri(), "--sha256", sha256_of(served))
+    assert_one_line(code, err, "URL serving a non-zip", match="not a readable .zip")
+    code, _, err = run_cli(capsys, "models", "import", "file:///nonexistent/model.zip", "--sha256", "0" * 64)
+    assert_one_line(code, err, "URL that does not exist", match="Cannot download")
+
+
+def test_cache_dir_that_is_a_file_is_one_line(tiny_model, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LDSEG_CACHE_DIR", str(put(tmp_path / "file", b"x")))
+    code, _, err = run_cli(capsys, "models", "import", tiny_model)
+    assert_one_line(code, err, "LDSEG_CACHE_DIR is a file", match="LDSEG_CACHE_DIR")
