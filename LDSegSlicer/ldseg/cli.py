@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -288,5 +289,19 @@ def printable(text: str) -> str:
     return "".join(c if c == "\n" or c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
+def run() -> None:
+    """The `ldseg` program: main(), then its exit status.
+
+    A cancelled run leaves through os._exit: when the signal landed inside a module import, CPython
+    would otherwise end the process by SIGINT at exit, even though main() handled it and said so.
+    """
+    code = main()
+    if code == EXIT_CANCELLED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

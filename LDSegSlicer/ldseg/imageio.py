@@ -53,6 +53,8 @@ def _read_volume(path: Path, what: str) -> sitk.Image:
         raise LDSegError(f"{what} {path} does not exist.")
     if path.is_dir():
         raise LDSegError(f"{what} {path} is a folder; give a DICOM series folder to 'ldseg segment' or an image file.")
+    if not path.is_file():
+        raise LDSegError(f"{what} {path} is not a regular file (a pipe or device, say); give an image file.")
     if not path.name.lower().endswith(IMAGE_SUFFIXES):
         raise LDSegError(
             f"{what} {path.name} is not a supported image file; use one of {', '.join(IMAGE_SUFFIXES)} or a DICOM folder."

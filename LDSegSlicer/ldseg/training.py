@@ -43,7 +43,7 @@ from monai.transforms import (
 from .card import Architecture, Diffusion, ModelCard, Normalization, knee_labels
 from .data import Case, find_cases, read_case
 from .errors import CancelledError, LDSegError
-from .imageio import atomic_write_bytes
+from .imageio import atomic_write_bytes, one_line
 from .interrupt import STOP
 from .networks import LDSegNetwork
 from .package import save_package
@@ -117,7 +117,7 @@ def read_config_file(path: str | Path) -> Any:
     except FileNotFoundError:
         raise LDSegError(f"Training config {path} does not exist.") from None
     except Exception as error:  # parser errors of either format
-        raise LDSegError(f"Training config {path} cannot be parsed: {error}") from None
+        raise LDSegError(f"Training config {path} cannot be parsed: {one_line(error)}") from None
 
 
 def load_training_config(kind: type, path: str | Path):
@@ -445,7 +445,8 @@ class Trainer:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:
-            raise LDSegError(f"Checkpoint {path} cannot be read ({error}); delete it to start over.") from None
+            problem = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise LDSegError(f"Checkpoint {path} cannot be read ({problem[:200]}); delete it to start over.") from None
         try:
             same = state.get("architecture") == self.checkpoint_fingerprint() and tuple(
                 state["model_grid"].tolist()

@@ -684,3 +684,313 @@ def test_cache_dir_that_is_a_file_is_one_line(tiny_model, tmp_path, capsys, monk
     monkeypatch.setenv("LDSEG_CACHE_DIR", str(put(tmp_path / "file", b"x")))
     code, _, err = run_cli(capsys, "models", "import", tiny_model)
     assert_one_line(code, err, "LDSEG_CACHE_DIR is a file", match="LDSEG_CACHE_DIR")
+
+
+# --- 7. training configs, checkpoints and logs ------------------------------------------------------
+
+
+def training_config(root: Path, **changes) -> Path:
+    """A tiny, valid training run on two synthetic cases; `changes` edit its YAML text's fields."""
+    import yaml
+
+    synthetic_data_dir(root / "data")
+    config = {
+        "data_dir": "data", "output_dir": "run", "steps": 2, "train_cases": ["a", "b"], "validation_cases": [],
+        "batch_size": 1, "checkpoint_every": 1, "validate_every": 1000, "threads": 1,
+        "model": {"name": "tiny", "model_grid": [16, 16, 16], "architecture": TINY},
+    }
+    for key, value in changes.items():
+        *parents, leaf = key.split(".")
+        node = config
+        for parent in parents:
+            node = node[parent]
+        node[leaf] = value
+    path = root / "train.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+BAD_CONFIGS = {
+    "steps -1": ({"steps": -1}, "steps -1"),
+    "steps 0": ({"steps": 0}, "steps 0"),
+    "batch_size 0": ({"batch_size": 0}, "batch_size"),
+    "learning_rate NaN": ({"learning_rate": float("nan")}, "learning_rate"),
+    "learning_rate 0": ({"learning_rate": 0.0}, "learning_rate"),
+    "checkpoint_every 0": ({"checkpoint_every": 0}, "checkpoint_every"),
+    "seed 10^30": ({"seed": 10**30}, "too large"),
+    "flip_probability 2": ({"augmentation": {"flip_probability": 2.0}}, "at most 1"),
+    "negative noise": ({"augmentation": {"grid_noise_std": -1.0}}, "grid_noise_std"),
+    "model name ../x": ({"model.name": "../x"}, "plain name"),
+    "model dropout 5": ({"model.architecture": {**TINY, "dropout": 5.0}}, "dropout"),
+    "model grid 0": ({"model.model_grid": [0, 16, 16]}, "model_grid"),
+    "unknown key": ({"stepz": 3}, "unknown key"),
+    "steps as text": ({"steps": "many"}, "must be of type int"),
+}
+
+
+@pytest.mark.parametrize("kind", BAD_CONFIGS)
+def test_bad_training_configs_are_one_line(kind, tmp_path, capsys):
+    changes, words = BAD_CONFIGS[kind]
+    config = training_config(tmp_path, **changes)
+    code, _, err = run_cli(capsys, "train", config)
+    assert_one_line(code, err, f"config: {kind}", match=words)
+    assert not (tmp_path / "run").exists()
+
+
+BAD_CONFIG_TEXT = {
+    "duplicate key": ("steps: 2\nsteps: 5\ndata_dir: d\noutput_dir: o\n", "given twice"),
+    "a list": ("- 1\n- 2\n", "must be a mapping"),
+    "malformed YAML": ("steps: [1, 2\n", "cannot be parsed"),
+    "TOML with a duplicate key": ("steps = 2\nsteps = 3\n", "cannot be parsed"),
+    "YAML billion laughs": ("a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+                            "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n", "unknown key"),
+    "missing file": (None, "does not exist"),
+}
+
+
+@pytest.mark.parametrize("kind", BAD_CONFIG_TEXT)
+def test_unparsable_training_configs_are_one_line(kind, tmp_path, capsys):
+    text, words = BAD_CONFIG_TEXT[kind]
+    path = tmp_path / ("train.toml" if "TOML" in kind else "train.yaml")
+    if text is not None:
+        path.write_text(text)
+    code, _, err = run_cli(capsys, "train", path)
+    assert_one_line(code, err, f"config text: {kind}", match=words)
+
+
+BAD_CHECKPOINTS = {
+    "random bytes": lambda path: put(path, os.urandom(2000)),
+    "a tensor, not a checkpoint": lambda path: torch.save(torch.zeros(3), path),
+    "a checkpoint without its network": lambda path: torch.save({"step": torch.tensor(1), "architecture": "x",
+                                                                 "model_grid": torch.tensor([16, 16, 16])}, path),
+}
+
+
+@pytest.mark.parametrize("kind", BAD_CHECKPOINTS)
+def test_damaged_checkpoints_are_one_line(kind, tmp_path, capsys):
+    config = training_config(tmp_path)
+    (tmp_path / "run").mkdir()
+    BAD_CHECKPOINTS[kind](tmp_path / "run" / "checkpoint.pt")
+    code, _, err = run_cli(capsys, "train", config)
+    assert_one_line(code, err, f"checkpoint: {kind}", match="checkpoint")
+
+
+# --- 9. outputs: all or nothing, stale files of the case removed, leftovers cleaned -----------------
+
+
+def test_a_folder_where_an_output_goes_is_refused_before_anything_changes(tiny_model, tmp_path, capsys):
+    source = written(volume(blob()), tmp_path / "v.nrrd")
+    output = tmp_path / "out"
+    assert segment_in_process(capsys, tiny_model, source, output, "--save-samples")[0] == 0
+    (output / "v-qc.png").unlink()
+    (output / "v-qc.png").mkdir()  # a folder named like an output
+    before = tree(output)
+    code, _, err = segment_in_process(capsys, tiny_model, source, output)
+    assert_one_line(code, err, "folder named like an output", match="is a folder")
+    assert tree(output) == before
+
+
+def test_a_rerun_replaces_the_whole_set_of_the_case(tiny_model, tmp_path, capsys):
+    source = written(volume(blob()), tmp_path / "v.nrrd")
+    output = tmp_path / "out"
+    output.mkdir()
+    put(output / "other.seg.nrrd", b"another case, kept")
+    put(output / "v-seg.dcm", b"a DICOM SEG of an earlier run")
+    put(output / "notes.txt", b"the user's, kept")
+    leftover = output / ".ldseg-partial-999999999-x"  # of a run that was killed
+    leftover.mkdir()
+    put(leftover / "v.seg.nrrd", b"half")
+    alive = output / f".ldseg-partial-{os.getppid()}-y"  # of a run still going (its process exists)
+    alive.mkdir()
+    assert segment_in_process(capsys, tiny_model, source, output, "--save-samples")[0] == 0
+    assert (output / "v-sample-01.seg.nrrd").is_file() and not leftover.exists() and alive.exists()
+    assert segment_in_process(capsys, tiny_model, source, output)[0] == 0
+    names = sorted(p.name for p in output.iterdir() if p != alive)
+    assert names == ["notes.txt", "other.seg.nrrd", "v-qc.png", "v-uncertainty.nrrd", "v.json", "v.seg.nrrd"]
+    summary = json.loads((output / "v.json").read_text())
+    assert set(summary["files"]) == {"segmentation", "uncertainty", "summary", "qc_picture"}
+    HANDLED.extend(["stale samples of the case", "stale DICOM SEG of the case", "leftover staging folder"])
+
+
+def test_disk_full_while_writing_keeps_the_earlier_set(tiny_model, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from ldseg import outputs
+
+    source = written(volume(blob()), tmp_path / "v.nrrd")
+    output = tmp_path / "out"
+    assert segment_in_process(capsys, tiny_model, source, output, "--save-samples")[0] == 0
+    before = tree(output)
+
+    def full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(outputs, "write_qc_picture", full)
+    code, _, err = segment_in_process(capsys, tiny_model, source, output)
+    assert_one_line(code, err, "ENOSPC (injected) while writing", match="No space left")
+    assert tree(output) == before
+
+
+def test_a_file_size_limit_while_writing_is_one_line_and_keeps_the_earlier_set(tiny_model, tmp_path, capsys):
+    """A real write failure in a real process: RLIMIT_FSIZE makes writes fail (EFBIG) as a full disk does."""
+    import resource
+
+    source = written(volume(blob((48, 48, 40))), tmp_path / "v.nrrd")
+    output = tmp_path / "out"
+    assert segment_in_process(capsys, tiny_model, source, output)[0] == 0
+    before = tree(output)
+
+    def limit_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    run = subprocess.run([sys.executable, "-m", "ldseg.cli", "segment", source, "-o", output, "--model", tiny_model,
+                          "--samples", "2", "--progress", "none"], capture_output=True, text=True, cwd=REPO,
+                         timeout=120, preexec_fn=limit_file_size)
+    assert_one_line(run.returncode, run.stderr, "file size limit (EFBIG) while writing", match="nothing was written")
+    assert tree(output) == before
+
+
+# --- 5, 10. signals on real processes, and a trickling download --------------------------------------
+
+
+def wait_for_handlers(process: subprocess.Popen, timeout: float = 60) -> None:
+    """Waits until the process catches SIGTERM, i.e. the CLI installed its handlers (Linux /proc)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = Path(f"/proc/{process.pid}/status").read_text()
+        caught = int(next(line for line in status.splitlines() if line.startswith("SigCgt:")).split()[1], 16)
+        if caught & (1 << (signal.SIGTERM - 1)):
+            return
+        time.sleep(0.05)
+    raise AssertionError("the CLI never installed its signal handlers")
+
+
+def start(*args, env=None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "ldseg.cli", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
+
+
+def test_a_fifo_or_device_as_input_is_refused_instead_of_blocking(tiny_model, tmp_path, capsys):
+    fifo = tmp_path / "input.nii"
+    os.mkfifo(fifo)
+    for source in (fifo, Path("/dev/zero")):
+        code, _, err = segment_in_process(capsys, tiny_model, source, tmp_path / "out")
+        assert_one_line(code, err, f"input {source.name} that is not a regular file", match="not a regular file")
+
+
+@pytest.mark.parametrize("number,delay", [(signal.SIGINT, 0.0), (signal.SIGTERM, 0.3), (signal.SIGINT, 1.0)])
+def test_segment_stops_on_a_signal_in_any_phase(number, delay, tiny_model, tmp_path):
+    """Signals while modules load, the image is read or the model is built: exit 130, nothing written."""
+    import time
+
+    source = written(volume(blob((64, 64, 48))), tmp_path / "v.nrrd")
+    process = start("segment", source, "-o", tmp_path / "out", "--model", tiny_model, "--samples", 64,
+                    "--chunk-size", 1, "--progress", "none")
+    wait_for_handlers(process)
+    time.sleep(delay)
+    process.send_signal(number)
+    _, err = process.communicate(timeout=60)
+    assert_one_line(process.returncode, err, f"segment, signal {number} after {delay} s", status=130)
+    assert not (tmp_path / "out").exists()
+
+
+def test_training_stops_on_sigint_with_a_checkpoint_and_resumes(tmp_path):
+    import time
+
+    import yaml
+
+    config = training_config(tmp_path, steps=100_000, checkpoint_every=100_000)
+    process = start("train", config)
+    log = tmp_path / "run" / "train-log.jsonl"
+    deadline = time.monotonic() + 120
+    while not (log.exists() and len(log.read_text().splitlines()) >= 2):
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read() if process.poll() else ""
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert_one_line(process.returncode, err, "train interrupted by SIGINT", status=130, match="again to resume")
+    step = int(torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["step"])
+    assert f"stopped at step {step} of 100000" in err and step >= 2
+    settings = yaml.safe_load(config.read_text())
+    config.write_text(yaml.safe_dump({**settings, "steps": step + 1}))
+    resumed = subprocess.run([sys.executable, "-m", "ldseg.cli", "train", config], capture_output=True, text=True,
+                             cwd=REPO, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed from step {step}" in resumed.stdout
+    assert ModelCard.load(tmp_path / "run" / "model" / CARD_FILE).training["steps"] == step + 1
+
+
+def test_evaluate_stops_on_sigterm_and_writes_nothing(tiny_model, tmp_path):
+    data = synthetic_data_dir(tmp_path / "data", cases=("a", "b", "c", "d", "e", "f"))
+    process = start("evaluate", tiny_model, data, "-o", tmp_path / "eval", "--samples", 2)
+    wait_for_handlers(process)
+    process.stdout.readline()  # the first case started
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert_one_line(process.returncode, err, "evaluate interrupted by SIGTERM", status=130)
+    assert not (tmp_path / "eval" / "evaluation.json").exists()
+
+
+@pytest.fixture
+def trickling_server():
+    """An HTTP server that sends one byte every 0.1 s, forever (a stalled mirror)."""
+    import http.server
+    import threading
+    import time
+
+    class Trickle(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(10**9))
+            self.end_headers()
+            try:
+                for _ in range(600):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except OSError:
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/model.zip"
+    server.shutdown()
+
+
+def test_a_trickling_download_is_given_up_after_its_time_limit(trickling_server, cache, capsys, monkeypatch):
+    monkeypatch.setenv("LDSEG_LIMITS", "download_seconds=1")
+    code, _, err = run_cli(capsys, "models", "import", trickling_server, "--sha256", "0" * 64)
+    assert_one_line(code, err, "trickling download", match="download_seconds")
+    assert [p.name for p in (cache / "models").iterdir()] == []
+
+
+def test_a_download_stops_on_sigterm(trickling_server, tmp_path):
+    env = {**os.environ, "LDSEG_CACHE_DIR": str(tmp_path / "cache")}
+    process = start("models", "import", trickling_server, "--sha256", "0" * 64, env=env)
+    import time
+
+    deadline = time.monotonic() + 60
+    models = tmp_path / "cache" / "models"
+    while not (models.is_dir() and any(models.glob(".ldseg-partial-work-*/.model.zip.*"))):  # downloading
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    assert_one_line(process.returncode, err, "download interrupted by SIGTERM", status=130)
+    assert [p.name for p in models.iterdir()] == []
+
+
+# --- the count -------------------------------------------------------------------------------------
+
+
+def test_report_the_count():
+    """How many bad inputs this file tried and saw handled (printed with -s; the run's log keeps it)."""
+    print(f"\nhostile inputs tried and handled: {len(HANDLED)}")
+    assert len(HANDLED) == len(set(HANDLED)), "every bad input is named once"
