@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from . import __version__
@@ -89,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     jsonl = getattr(args, "progress", None) == "jsonl"
     STOP.requested = False
     STOP.install()
+    if not args.debug:  # the contract is one line on stderr; libraries' warnings go with --debug
+        warnings.simplefilter("ignore")
     try:
         from .limits import raise_limits
 

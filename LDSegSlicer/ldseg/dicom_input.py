@@ -8,6 +8,7 @@ kept headers are what DICOM SEG export references (dicom_seg.py).
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+import pydicom.config
 import SimpleITK as sitk
 from pydicom.multival import MultiValue
 
@@ -47,6 +49,11 @@ class DicomSeries:
     @classmethod
     def from_files(cls, files: list[str | Path] | tuple[str | Path, ...]) -> DicomSeries:
         """Loads the series made of exactly these files (e.g. resolved from Slicer's DICOM database)."""
+        with _quiet_pydicom():
+            return cls._from_files(files)
+
+    @classmethod
+    def _from_files(cls, files) -> DicomSeries:
         if not files:
             raise LDSegError(
                 "There are no source DICOM files: the image was not loaded from DICOM. DICOM SEG export "
@@ -71,7 +78,25 @@ class DicomSeries:
 
 def read_dicom_series(folder: str | Path, series_uid: str | None = None) -> DicomSeries:
     """Reads the image series in `folder` (searched recursively); `series_uid` picks one of several."""
-    folder = Path(folder)
+    with _quiet_pydicom():
+        return _read_dicom_series(Path(folder), series_uid)
+
+
+@contextlib.contextmanager
+def _quiet_pydicom():
+    """pydicom warns about each odd value when it is first used; we check what we use and say what is
+    wrong in one line, so its warnings (and their validation) are off while we read."""
+    mode = pydicom.config.settings.reading_validation_mode
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        pydicom.config.settings.reading_validation_mode = mode
+
+
+def _read_dicom_series(folder: Path, series_uid: str | None) -> DicomSeries:
     if not folder.is_dir():
         raise LDSegError(f"DICOM folder {folder} does not exist or is not a folder.")
     instances = _read_headers(path for path in sorted(folder.rglob("*")) if path.is_file())

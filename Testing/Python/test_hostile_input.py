@@ -896,7 +896,7 @@ def test_segment_stops_on_a_signal_in_any_phase(number, delay, tiny_model, tmp_p
     assert not (tmp_path / "out").exists()
 
 
-def test_training_stops_on_sigint_with_a_checkpoint_and_resumes(tmp_path):
+def test_training_stops_on_sigint_with_a_checkpoint_and_resumes(tmp_path, capsys):
     import time
 
     import yaml
@@ -915,10 +915,9 @@ def test_training_stops_on_sigint_with_a_checkpoint_and_resumes(tmp_path):
     assert f"stopped at step {step} of 100000" in err and step >= 2
     settings = yaml.safe_load(config.read_text())
     config.write_text(yaml.safe_dump({**settings, "steps": step + 1}))
-    resumed = subprocess.run([sys.executable, "-m", "ldseg.cli", "train", config], capture_output=True, text=True,
-                             cwd=REPO, timeout=120)
-    assert resumed.returncode == 0, resumed.stderr
-    assert f"resumed from step {step}" in resumed.stdout
+    code, out, err = run_cli(capsys, "train", config)
+    assert code == 0, err
+    assert f"resumed from step {step}" in out
     assert ModelCard.load(tmp_path / "run" / "model" / CARD_FILE).training["steps"] == step + 1
 
 
