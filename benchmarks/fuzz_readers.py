@@ -48,13 +48,13 @@ def main() -> int:
             continue
         count = 0
 
-        @settings(max_examples=args.examples, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
-        @given(strategy)
-        def run(data, target=target):
+        def counted(data, target=target):
             nonlocal count
             count += 1
             target(data)
+
+        run = settings(max_examples=args.examples, deadline=None, database=None,
+                       suppress_health_check=list(HealthCheck))(given(strategy)(lambda data: counted(data)))
 
         started = time.perf_counter()
         try:

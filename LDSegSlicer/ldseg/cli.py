@@ -10,8 +10,10 @@ With `--progress jsonl`, `segment` prints machine-readable JSON lines on stdout 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
+import logging
 import os
 import sys
 import time
@@ -92,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     STOP.install()
     if not args.debug:  # the contract is one line on stderr; libraries' warnings go with --debug
         warnings.simplefilter("ignore")
+        logging.disable(logging.ERROR)
     try:
         from .limits import raise_limits
 
@@ -298,12 +301,35 @@ def run() -> None:
     A cancelled run leaves through os._exit: when the signal landed inside a module import, CPython
     would otherwise end the process by SIGINT at exit, even though main() handled it and said so.
     """
-    code = main()
+    with _native_diagnostics_hidden("--debug" not in sys.argv[1:]):
+        code = main()
     if code == EXIT_CANCELLED:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
     sys.exit(code)
+
+
+@contextlib.contextmanager
+def _native_diagnostics_hidden(hide: bool):
+    """Libraries written in C++ (ITK, MetaIO, GDCM) print diagnostics straight to file descriptor 2,
+    beside our one line; they go to the null device, unless --debug asks to see everything."""
+    if not hide:
+        yield
+        return
+    sys.stderr.flush()
+    original = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
+    sys.stderr = open(original, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(original, 2)
+        os.close(original)
+        sys.stderr = sys.__stderr__
 
 
 if __name__ == "__main__":

@@ -37,11 +37,23 @@ HANDLED: list[str] = []  # one entry per bad input that was refused as it should
 
 
 def run_cli(capsys, *args) -> tuple[int, str, str]:
-    """`ldseg ARGS` in this process (fast); the CLI's signal handlers are undone afterwards."""
+    """`ldseg ARGS` in this process (fast); the CLI's signal handlers are undone afterwards.
+
+    As the `ldseg` program does (cli.run), native libraries' output on file descriptor 2 is dropped;
+    what the CLI prints is captured by capsys. The tests on real processes check the real stderr.
+    """
+    import logging
+
     handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    original, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
     try:
         code = cli.main([str(arg) for arg in args])
     finally:
+        os.dup2(original, 2)
+        os.close(original)
+        os.close(null)
+        logging.disable(logging.NOTSET)
         for number, handler in handlers.items():
             signal.signal(number, handler)
     out, err = capsys.readouterr()
@@ -870,6 +882,14 @@ def wait_for_handlers(process: subprocess.Popen, timeout: float = 60) -> None:
 def start(*args, env=None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "ldseg.cli", *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
+
+
+def test_native_library_diagnostics_stay_off_stderr(tiny_model, tmp_path):
+    """ITK's MetaIO prints its parse errors to file descriptor 2 itself; the program shows one line."""
+    header = put(tmp_path / "h.mha", b"ObjectType = Image\nNDims = 3\nDimSize = 20\n")
+    run = ldseg("segment", header, "-o", tmp_path / "out", "--model", tiny_model)
+    assert_one_line(run.returncode, run.stderr, "MetaImage header ITK complains about on fd 2", match="cannot read")
+    assert "MetaImage" not in run.stderr and not (tmp_path / "out").exists()
 
 
 def test_a_fifo_or_device_as_input_is_refused_instead_of_blocking(tiny_model, tmp_path, capsys):
