@@ -62,6 +62,8 @@ def _read_volume(path: Path, what: str) -> sitk.Image:
     limits = current_limits()
     if path.name.lower().endswith((".nii", ".nii.gz")):
         _check_nifti(path, limits)
+    if path.name.lower().endswith((".mhd", ".nhdr")):
+        _check_data_files(path)
     try:
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(path))
@@ -98,6 +100,27 @@ def _check_nifti(path: Path, limits) -> None:
     if data.dtype.kind in "fc" and not np.isfinite(data).all():
         raise LDSegError(f"{path.name} contains NaN or infinite voxel values (which image readers silently turn "
                          "into 0); fix or re-export the volume.")
+
+
+DATA_FILE_KEYS = {".mhd": ("elementdatafile",), ".nhdr": ("data file", "datafile")}
+
+
+def _check_data_files(header: Path) -> None:
+    """A detached header (.mhd, .nhdr) names the file(s) holding its voxels; they must lie beside it.
+    A header is data too: it must not make us read /etc/passwd or another patient's file as an image."""
+    separator = "=" if header.suffix.lower() == ".mhd" else ":"
+    keys = DATA_FILE_KEYS[header.suffix.lower()]
+    lines = header.read_bytes()[: 1 << 16].decode("latin-1").splitlines()
+    for number, line in enumerate(lines):
+        key, found, value = line.partition(separator)
+        if not found or key.strip().lower() not in keys:
+            continue
+        words = value.split()
+        names = lines[number + 1:] if words[:1] in (["LIST"], ["list"]) else words[:1]
+        for name in (n.strip() for n in names):
+            if name and name.upper() != "LOCAL" and (Path(name).name != name or name in (".", "..")):
+                raise LDSegError(f"{header.name} takes its voxels from {name!r}, which is not a file beside it; "
+                                 "a detached header may only name data files in its own folder.")
 
 
 def one_line(error: BaseException) -> str:

@@ -380,6 +380,12 @@ BAD_IMAGES = {
     "unsupported .png": (lambda t: put(t / "x.png", b"\x89PNG"), "not a supported"),
     "missing file": (lambda t: t / "nope.nii.gz", "does not exist"),
     "folder without DICOM": (lambda t: (t / "folder").mkdir() or t / "folder", "No DICOM files"),
+    "mhd reading /etc/passwd": (lambda t: put(t / "p.mhd", b"ObjectType = Image\nNDims = 3\nDimSize = 16 16 4\n"
+                                                            b"ElementType = MET_UCHAR\nElementDataFile = /etc/passwd\n"),
+                                "not a file beside it"),
+    "nhdr reading ../x.raw": (lambda t: _nrrd_header(t / "p.nhdr", ["type: uchar", "dimension: 3", "sizes: 16 16 16",
+                                                                    "encoding: raw", "data file: ../x.raw"]),
+                              "not a file beside it"),
 }
 
 
