@@ -516,6 +516,24 @@ def test_bad_dicom_series_get_one_line_and_no_output(kind, tiny_model, tmp_path,
     assert tree(tmp_path) == before and not output.exists()
 
 
+BAD_OPTIONS = {
+    "--seed 10^30": (["--seed", str(10**30)], "--seed"),
+    "--seed -1": (["--seed", "-1"], "--seed"),
+    "--samples 0": (["--samples", "0"], "--samples"),
+    "--steps 100000": (["--steps", "100000"], "--steps"),
+    "--chunk-size 0": (["--chunk-size", "0"], "chunk size"),
+}
+
+
+@pytest.mark.parametrize("kind", BAD_OPTIONS)
+def test_bad_segment_options_are_one_line(kind, tiny_model, tmp_path, capsys):
+    options, words = BAD_OPTIONS[kind]
+    source = written(volume(blob()), tmp_path / "v.nrrd")
+    code, _, err = segment_in_process(capsys, tiny_model, source, tmp_path / "out", *options)
+    assert_one_line(code, err, f"option {kind}", match=words)
+    assert not (tmp_path / "out").exists()
+
+
 def test_series_uid_for_an_image_file_is_refused(tiny_model, tmp_path, capsys):
     source = written(volume(blob()), tmp_path / "v.nrrd")
     code, _, err = segment_in_process(capsys, tiny_model, source, tmp_path / "out", "--series-uid", "1.2.3")
@@ -825,7 +843,7 @@ def test_a_rerun_replaces_the_whole_set_of_the_case(tiny_model, tmp_path, capsys
     assert segment_in_process(capsys, tiny_model, source, output)[0] == 0
     names = sorted(p.name for p in output.iterdir() if p != alive)
     assert names == ["notes.txt", "other.seg.nrrd", "v-qc.png", "v-uncertainty.nrrd", "v.json", "v.seg.nrrd"]
-    summary = json.loads((output / "v.json").read_text())
+    summary = json.loads((output / "v.json").read_text(), parse_constant=lambda name: pytest.fail(f"{name} in JSON"))
     assert set(summary["files"]) == {"segmentation", "uncertainty", "summary", "qc_picture"}
     HANDLED.extend(["stale samples of the case", "stale DICOM SEG of the case", "leftover staging folder"])
 
