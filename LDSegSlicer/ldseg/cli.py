@@ -139,7 +139,7 @@ def unexpected_error_message(error: BaseException) -> str:
     text = " ".join(str(error).split()) or "no message"
     if isinstance(error, RuntimeError) and "No space left on device" in text:
         return "The disk is full; nothing was written. Free some space and run again."
-    return (f"Unexpected error ({type(error).__name__}: {text[:300]}); nothing was written. "
+    return (f"Unexpected error ({type(error).__name__}: {text[:300]}). "
             "Rerun with 'ldseg --debug ...' for the traceback and report it.")
 
 
