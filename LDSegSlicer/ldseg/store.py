@@ -7,6 +7,7 @@ or an http(s)/file URL of such a .zip with its SHA-256; every import is verified
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import sys
@@ -182,7 +183,12 @@ def _extract(archive: Path, destination: Path) -> Path:
                         limits.check_bytes(written, cap, f"{name} in {archive.name}")
                         limits.check_bytes(total, "max_archive_bytes", f"The content of {archive.name}")
                         target.write(block)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, NotImplementedError, EOFError, zlib.error) as error:
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):  # writing, not the archive: disk full
+            raise
+        raise LDSegError(f"{archive.name} is not a readable .zip of a model package ({error}).") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, NotImplementedError, EOFError, ValueError,
+            zlib.error) as error:
         raise LDSegError(f"{archive.name} is not a readable .zip of a model package ({error}).") from None
     if not (destination / CARD_FILE).is_file():
         raise LDSegError(f"{archive.name} holds no {CARD_FILE}; it is not an LDSeg model package.")
