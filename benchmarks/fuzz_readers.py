@@ -18,10 +18,10 @@ from pathlib import Path
 sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "Testing" / "Python"),
                 str(Path(__file__).resolve().parents[1] / "LDSegSlicer")]
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-import fuzz_targets as targets  # noqa: E402
+import fuzz_targets as targets
 
 
 def readers() -> dict:

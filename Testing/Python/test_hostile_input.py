@@ -18,7 +18,9 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+import SimpleITK as sitk
 import torch
 
 from conftest import REPO
@@ -27,8 +29,6 @@ from ldseg.card import CARD_FILE, ModelCard
 from ldseg.errors import LDSegError
 from ldseg.networks import LDSegNetwork
 from ldseg.package import load_package, save_package, write_weights
-import numpy as np
-import SimpleITK as sitk
 
 HANDLED: list[str] = []  # one entry per bad input that was refused as it should be
 
@@ -210,8 +210,6 @@ def test_card_text_with_control_characters_or_separators_is_refused(key, text, t
 
 
 def test_plain_label_names_reach_the_seg_nrrd_intact(tiny_model, tmp_path):
-    import numpy as np
-    import SimpleITK as sitk
     import slicerio
 
     from ldseg.outputs import write_segmentation
@@ -588,7 +586,7 @@ REFUSED_SOURCES = {
 def test_dicom_seg_export_refuses_what_it_cannot_fill_before_segmenting(kind, tiny_model, tmp_path, capsys):
     edit, words = REFUSED_SOURCES[kind]
     folder = dicom_series(tmp_path / "series", edit)
-    code, out, err = segment_in_process(capsys, tiny_model, folder, tmp_path / "out", "--dicom-seg")
+    code, _, err = segment_in_process(capsys, tiny_model, folder, tmp_path / "out", "--dicom-seg")
     assert_one_line(code, err, f"DICOM SEG source: {kind}", match=words)
     assert not (tmp_path / "out").exists()
 
