@@ -363,7 +363,7 @@ BAD_IMAGES = {
                                                                       "sizes: 4000 4000 4000", "encoding: raw"]), "limit"),
     "nrrd malformed header": (lambda t: _nrrd_header(t / "bad.nrrd", ["type: short", "dimension: 3", "sizes: 10 10 10",
                                                                      "encoding: raw", "space directions: (1,0,0)"],
-                                                     os.urandom(100)), "cannot read"),
+                                                     os.urandom(100)), "valid space dimension"),
     "nhdr with missing data file": (lambda t: _nrrd_header(t / "x.nhdr", ["type: short", "dimension: 3",
                                                                          "sizes: 20 20 20", "encoding: raw",
                                                                          "data file: missing.raw"]), "cannot read"),
