@@ -139,7 +139,11 @@ def _read_headers(paths) -> list[tuple[Path, pydicom.Dataset]]:
             with warnings.catch_warnings():  # pydicom warns about every odd value; we check what we use
                 warnings.simplefilter("ignore")
                 dataset = pydicom.dcmread(path, stop_before_pixels=True)
+                for _element in dataset:  # decode every element now: pydicom decodes lazily, and raises then
+                    pass
                 usable = "SOPClassUID" in dataset and "SeriesInstanceUID" in dataset
+                if usable and not all(isinstance(dataset.get(k), str) for k in ("SOPClassUID", "SeriesInstanceUID")):
+                    raise ValueError("its SOPClassUID or SeriesInstanceUID is not one UID")
                 uid = str(dataset.SeriesInstanceUID) if usable else ""
                 if not usable and "MediaStorageSOPClassUID" not in dataset.file_meta and _has_dicom_marker(path):
                     raise ValueError("no SOP class in its header or meta information")  # garbage after "DICM"
