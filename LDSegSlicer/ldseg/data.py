@@ -58,7 +58,7 @@ def read_case(case: Case, num_classes: int) -> tuple[sitk.Image, sitk.Image]:
             "resample the label map onto the image grid."
         )
     values = np.unique(sitk.GetArrayViewFromImage(labels))
-    unknown = [float(v) for v in values if not np.isfinite(v) or v < 0 or v >= num_classes or v != int(v)]
+    unknown = [v.item() for v in values if not np.isfinite(v) or v < 0 or v >= num_classes or v != int(v)]
     if unknown:
         raise LDSegError(
             f"Case {case.name}: label map has unknown value(s) {unknown}; expected 0 (background) to {num_classes - 1}."
