@@ -929,7 +929,7 @@ def test_segment_stops_on_a_signal_in_any_phase(number, delay, tiny_model, tmp_p
 
     source = written(volume(blob((64, 64, 48))), tmp_path / "v.nrrd")
     process = start("segment", source, "-o", tmp_path / "out", "--model", tiny_model, "--samples", 64,
-                    "--chunk-size", 1, "--progress", "none")
+                    "--steps", 1000, "--chunk-size", 1, "--progress", "none")  # minutes of work: never done first
     wait_for_handlers(process)
     time.sleep(delay)
     process.send_signal(number)
