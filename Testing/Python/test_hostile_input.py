@@ -809,6 +809,31 @@ def test_damaged_checkpoints_are_one_line(kind, tmp_path, capsys):
     assert_one_line(code, err, f"checkpoint: {kind}", match="checkpoint")
 
 
+def test_a_training_log_cut_short_by_a_kill_is_read_without_its_broken_lines(tmp_path):
+    from ldseg.training import _logged_seconds, _truncate_log
+
+    log = put(tmp_path / "train-log.jsonl", b'{"step": 1, "seconds": 2.0}\n{"step": 2, "seconds": 4.5}\n'
+                                            b'not json\n{"step": 3, "seconds": 7.0}\n{"step": 4, "sec')
+    assert _logged_seconds(log) == 7.0
+    _truncate_log(log, 2)
+    assert log.read_text() == '{"step": 1, "seconds": 2.0}\n{"step": 2, "seconds": 4.5}\n'
+    HANDLED.append("training log cut short")
+
+
+def test_an_unexpected_failure_is_one_line_with_a_hint_and_a_traceback_with_debug(tmp_path, capsys, monkeypatch):
+    from ldseg import store as store_module
+
+    def broken(*_args, **_kwargs):
+        raise ValueError("something nobody foresaw\nsecond line")
+
+    monkeypatch.setattr(store_module, "list_models", broken)
+    code, _, err = run_cli(capsys, "models", "list")
+    assert_one_line(code, err, "unexpected exception", match="rerun with 'ldseg --debug")
+    assert "ValueError: something nobody foresaw second line" in err
+    with pytest.raises(ValueError):
+        run_cli(capsys, "--debug", "models", "list")
+
+
 # --- 9. outputs: all or nothing, stale files of the case removed, leftovers cleaned -----------------
 
 
@@ -862,6 +887,24 @@ def test_disk_full_while_writing_keeps_the_earlier_set(tiny_model, tmp_path, cap
     monkeypatch.setattr(outputs, "write_qc_picture", full)
     code, _, err = segment_in_process(capsys, tiny_model, source, output)
     assert_one_line(code, err, "ENOSPC (injected) while writing", match="No space left")
+    assert tree(output) == before
+
+
+def test_an_interrupt_while_writing_keeps_the_earlier_set(tiny_model, tmp_path, capsys, monkeypatch):
+    """Ctrl+C while results are written (outside the polled sampling loop, so it interrupts at once)."""
+    from ldseg import outputs
+
+    source = written(volume(blob()), tmp_path / "v.nrrd")
+    output = tmp_path / "out"
+    assert segment_in_process(capsys, tiny_model, source, output, "--save-samples")[0] == 0
+    before = tree(output)
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(outputs, "write_qc_picture", interrupted)
+    code, _, err = segment_in_process(capsys, tiny_model, source, output)
+    assert_one_line(code, err, "interrupt while writing", status=130, match="Interrupted")
     assert tree(output) == before
 
 
