@@ -161,8 +161,11 @@ class EngineProcess:
         """Blocks until the run ends or timeout passes (for scripts and tests); events stay queued."""
         self._stdout_thread.join(timeout)
 
-    def cancel(self, grace_seconds: float = 3.0) -> None:
-        """Stops the run and every process it started, without blocking; a Cancelled event follows."""
+    def cancel(self, grace_seconds: float = 10.0) -> None:
+        """Stops the run and every process it started, without blocking; a Cancelled event follows.
+
+        The grace period exceeds the ~4 s a run needs to reach its next safe point (a sampling step).
+        """
         if self._finished or self._cancelled:
             return
         self._cancelled = True

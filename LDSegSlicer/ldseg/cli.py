@@ -1,21 +1,28 @@
 """The `ldseg` command line: segment, train, evaluate, models.
 
 User errors (LDSegError) print one line and exit with status 1; a cancelled run (Ctrl+C or
-SIGTERM, as the Slicer panel sends) exits with 130 and leaves no output files.
+SIGTERM, as the Slicer panel sends) exits with 130 and leaves no output files (training leaves a
+checkpoint to resume from). Any other failure is a bug or an input nobody foresaw: it also prints one
+line, with a hint to rerun with --debug for the traceback.
 With `--progress jsonl`, `segment` prints machine-readable JSON lines on stdout for the Slicer panel.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
-import signal
+import logging
+import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from . import __version__
 from .errors import CancelledError, LDSegError
+from .interrupt import STOP
 
 EXIT_ERROR, EXIT_CANCELLED = 1, 130
 
@@ -26,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="ldseg", description="LDSeg latent-diffusion segmentation of knee MRI.")
     parser.add_argument("--version", action="version", version=f"ldseg {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
+    parser.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
+                        help="raise a resource limit for this run, e.g. max_voxels=400000000 (see docs/security.md)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     segment = commands.add_parser("segment", help="segment a volume: fused labels, uncertainty, summary, QC picture")
@@ -80,10 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     jsonl = getattr(args, "progress", None) == "jsonl"
-    cancel = _CancelFlag()
+    STOP.requested = False
+    STOP.install()
+    if not args.debug:  # the contract is one line on stderr; libraries' warnings go with --debug
+        warnings.simplefilter("ignore")
+        logging.disable(logging.ERROR)
     try:
+        from .limits import raise_limits
+
+        raise_limits(args.limit)
         if args.command == "segment":
-            return run_segment(args, cancel)
+            return run_segment(args)
         if args.command == "train":
             from .baseline import train_from_config
 
@@ -99,22 +116,52 @@ def main(argv: list[str] | None = None) -> int:
     except CancelledError as error:
         _report_error(str(error), jsonl, "cancelled")
         return EXIT_CANCELLED
+    except KeyboardInterrupt:
+        _report_error("Interrupted by the user; no output was written.", jsonl, "cancelled")
+        return EXIT_CANCELLED
     except LDSegError as error:
         _report_error(str(error), jsonl, "error")
         return EXIT_ERROR
+    except Exception as error:  # the last resort: one line, the traceback only on request
+        if args.debug:
+            raise
+        _report_error(unexpected_error_message(error), jsonl, "error")
+        return EXIT_ERROR
 
 
-def run_segment(args: argparse.Namespace, cancel: _CancelFlag) -> int:
+def unexpected_error_message(error: BaseException) -> str:
+    """One line for a failure no check foresaw: what happened, and how to see more."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" while writing {error.filename}" if error.filename else ""
+        return f"The disk is full{where}; nothing was written. Free some space and run again."
+    if isinstance(error, MemoryError):
+        return "Out of memory; nothing was written. Close other programs or use a smaller image, then run again."
+    text = " ".join(str(error).split()) or "no message"
+    if isinstance(error, RuntimeError) and "No space left on device" in text:
+        return "The disk is full; nothing was written. Free some space and run again."
+    return (f"Unexpected error ({type(error).__name__}: {text[:300]}). "
+            "Rerun with 'ldseg --debug ...' for the traceback and report it.")
+
+
+def run_segment(args: argparse.Namespace) -> int:
+    from .imageio import output_directory
+
+    if args.series_uid and args.input and not Path(args.input).is_dir():
+        raise LDSegError("--series-uid picks a series in a DICOM folder; the input is a file, not a folder.")
+    with output_directory(args.output) as output:
+        return _segment(args, output)
+
+
+def _segment(args: argparse.Namespace, output: Path) -> int:
     import SimpleITK as sitk
 
-    from .imageio import case_name, ensure_writable_directory, read_image
+    from .imageio import case_name, read_image
     from .inference import Segmenter, SegmentSettings, select_device
     from .outputs import write_outputs
     from .package import load_package
     from .sample_data import sample_case
     from .store import resolve_model
 
-    output = ensure_writable_directory(args.output)
     input_path = sample_case() if args.sample else Path(args.input)
     name = case_name(input_path)
     dicom_series = None
@@ -122,6 +169,10 @@ def run_segment(args: argparse.Namespace, cancel: _CancelFlag) -> int:
         from .dicom_input import read_dicom_series
 
         dicom_series = read_dicom_series(input_path, args.series_uid)
+        if args.dicom_seg or args.dicom_probability or args.dicom_uncertainty:
+            from .dicom_seg import check_source
+
+            check_source(dicom_series)  # refuse now, not after minutes of sampling
         image = sitk.Cast(dicom_series.image, sitk.sitkFloat32)
     else:
         if args.dicom_seg or args.dicom_probability or args.dicom_uncertainty:
@@ -140,7 +191,8 @@ def run_segment(args: argparse.Namespace, cancel: _CancelFlag) -> int:
     progress = _JsonlProgress() if args.progress == "jsonl" else _BarProgress() if args.progress == "bar" else None
     started = time.perf_counter()
     try:
-        result = Segmenter(package, device).segment(image, settings, progress, cancel, name=input_path.name)
+        with STOP.polled():
+            result = Segmenter(package, device).segment(image, settings, progress, STOP, name=input_path.name)
     finally:
         if isinstance(progress, _BarProgress):
             progress.close()
@@ -159,20 +211,22 @@ def run_segment(args: argparse.Namespace, cancel: _CancelFlag) -> int:
 def _dicom_writers(args, result, series, name: str) -> dict:
     """DICOM outputs asked for on the command line, as (file name, writer) for write_outputs."""
     from . import dicom_seg
+    from .outputs import case_file_names
 
+    names = case_file_names(name)
     writers = {}
     if args.dicom_seg:
         writers["dicom_seg"] = (
-            f"{name}-seg.dcm", lambda path: dicom_seg.write_dicom_seg(result.labels, series, result.card, path)
+            names["dicom_seg"], lambda path: dicom_seg.write_dicom_seg(result.labels, series, result.card, path)
         )
     if args.dicom_probability:
         writers["dicom_probability"] = (
-            f"{name}-probability-seg.dcm",
+            names["dicom_probability"],
             lambda path: dicom_seg.write_probability_seg(result.mean_probability, series, result.card, path),
         )
     if args.dicom_uncertainty:
         writers["dicom_uncertainty"] = (
-            f"{name}-uncertainty-pm.dcm",
+            names["dicom_uncertainty"],
             lambda path: dicom_seg.write_uncertainty_parametric_map(
                 result.uncertainty, series, result.card, result.settings.uncertainty, path
             ),
@@ -200,21 +254,6 @@ def _print_result(result, output: Path, files: dict[str, str], seconds: float) -
               f"{figures['mean_uncertainty']:.3f}, sample agreement (mean pairwise Dice) {figures['mean_pairwise_dice']:.3f}")
     for kind, file in files.items():
         print(f"  {kind}: {output / file}")
-
-
-class _CancelFlag:
-    """Set by SIGINT/SIGTERM; the segmenter checks it at every progress report."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        for signal_number in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signal_number, self._request)
-
-    def _request(self, _signal_number, _frame) -> None:
-        self.requested = True
-
-    def __call__(self) -> bool:
-        return self.requested
 
 
 class _JsonlProgress:
@@ -245,10 +284,53 @@ def _emit(progress, stage: str, fraction: float) -> None:
 
 
 def _report_error(message: str, jsonl: bool, event: str) -> None:
+    message = printable(message)
     if jsonl:
         print(json.dumps({"event": event, "message": message}), flush=True)
     print(f"ldseg: {message}", file=sys.stderr)
 
 
+def printable(text: str) -> str:
+    """Text from files (names, DICOM headers) escaped so that it cannot drive the terminal."""
+    return "".join(c if c == "\n" or c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def run() -> None:
+    """The `ldseg` program: main(), then its exit status.
+
+    A cancelled run leaves through os._exit: when the signal landed inside a module import, CPython
+    would otherwise end the process by SIGINT at exit, even though main() handled it and said so.
+    """
+    with _native_diagnostics_hidden("--debug" not in sys.argv[1:]):
+        code = main()
+    if code == EXIT_CANCELLED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+@contextlib.contextmanager
+def _native_diagnostics_hidden(hide: bool):
+    """Libraries written in C++ (ITK, MetaIO, GDCM) print diagnostics straight to file descriptor 2,
+    beside our one line; they go to the null device, unless --debug asks to see everything."""
+    if not hide:
+        yield
+        return
+    sys.stderr.flush()
+    original = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
+    sys.stderr = open(original, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(original, 2)
+        os.close(original)
+        sys.stderr = sys.__stderr__
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

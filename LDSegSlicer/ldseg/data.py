@@ -9,7 +9,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import LDSegError
-from .imageio import IMAGE_SUFFIXES, case_name, read_image
+from .imageio import IMAGE_SUFFIXES, case_name, read_image, read_label_map
 
 
 @dataclass(frozen=True)
@@ -45,10 +45,7 @@ def find_cases(data_dir: str | Path, names: tuple[str, ...] = ()) -> list[Case]:
 def read_case(case: Case, num_classes: int) -> tuple[sitk.Image, sitk.Image]:
     """Reads an image and its label map, refusing pairs of different geometry or unknown label values."""
     image = read_image(case.image_path)
-    try:
-        labels = sitk.ReadImage(str(case.label_path))
-    except RuntimeError:
-        raise LDSegError(f"Cannot read label map {case.label_path}: the file is unreadable or truncated.") from None
+    labels = read_label_map(case.label_path)  # refuses truncated files, which ITK would fill with zeros
     same_geometry = (
         labels.GetSize() == image.GetSize()
         and np.allclose(labels.GetSpacing(), image.GetSpacing(), atol=1e-4)
@@ -61,7 +58,7 @@ def read_case(case: Case, num_classes: int) -> tuple[sitk.Image, sitk.Image]:
             "resample the label map onto the image grid."
         )
     values = np.unique(sitk.GetArrayViewFromImage(labels))
-    unknown = [int(v) for v in values if v < 0 or v >= num_classes or v != int(v)]
+    unknown = [v.item() for v in values if not np.isfinite(v) or v < 0 or v >= num_classes or v != int(v)]
     if unknown:
         raise LDSegError(
             f"Case {case.name}: label map has unknown value(s) {unknown}; expected 0 (background) to {num_classes - 1}."

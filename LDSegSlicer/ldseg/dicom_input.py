@@ -8,16 +8,21 @@ kept headers are what DICOM SEG export references (dicom_seg.py).
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pydicom
+import pydicom.config
 import SimpleITK as sitk
-from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 
 from .errors import LDSegError
+from .imageio import itk_message, one_line
+from .limits import current as current_limits
 
 GEOMETRY_TAGS = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns")
 ORIENTATION_TOLERANCE = 1e-4  # direction cosines, unitless
@@ -44,6 +49,11 @@ class DicomSeries:
     @classmethod
     def from_files(cls, files: list[str | Path] | tuple[str | Path, ...]) -> DicomSeries:
         """Loads the series made of exactly these files (e.g. resolved from Slicer's DICOM database)."""
+        with _quiet_pydicom():
+            return cls._from_files(files)
+
+    @classmethod
+    def _from_files(cls, files) -> DicomSeries:
         if not files:
             raise LDSegError(
                 "There are no source DICOM files: the image was not loaded from DICOM. DICOM SEG export "
@@ -68,7 +78,25 @@ class DicomSeries:
 
 def read_dicom_series(folder: str | Path, series_uid: str | None = None) -> DicomSeries:
     """Reads the image series in `folder` (searched recursively); `series_uid` picks one of several."""
-    folder = Path(folder)
+    with _quiet_pydicom():
+        return _read_dicom_series(Path(folder), series_uid)
+
+
+@contextlib.contextmanager
+def _quiet_pydicom():
+    """pydicom warns about each odd value when it is first used; we check what we use and say what is
+    wrong in one line, so its warnings (and their validation) are off while we read."""
+    mode = pydicom.config.settings.reading_validation_mode
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        pydicom.config.settings.reading_validation_mode = mode
+
+
+def _read_dicom_series(folder: Path, series_uid: str | None) -> DicomSeries:
     if not folder.is_dir():
         raise LDSegError(f"DICOM folder {folder} does not exist or is not a folder.")
     instances = _read_headers(path for path in sorted(folder.rglob("*")) if path.is_file())
@@ -100,16 +128,40 @@ def read_dicom_series(folder: str | Path, series_uid: str | None = None) -> Dico
 
 
 def _read_headers(paths) -> list[tuple[Path, pydicom.Dataset]]:
-    """Headers of the files that are DICOM; other files (README, DICOMDIR's siblings) are skipped."""
+    """Headers of the files that are DICOM; other files (README, DICOMDIR's siblings) are skipped.
+
+    A file that says it is DICOM (the "DICM" marker) but cannot be parsed is refused rather than
+    skipped: it may be a slice of the series.
+    """
     instances = []
     for path in paths:
         try:
-            dataset = pydicom.dcmread(path, stop_before_pixels=True)
-        except (InvalidDicomError, OSError, EOFError):
+            with warnings.catch_warnings():  # pydicom warns about every odd value; we check what we use
+                warnings.simplefilter("ignore")
+                dataset = pydicom.dcmread(path, stop_before_pixels=True)
+                for _element in dataset:  # decode every element now: pydicom decodes lazily, and raises then
+                    pass
+                usable = "SOPClassUID" in dataset and "SeriesInstanceUID" in dataset
+                if usable and not all(isinstance(dataset.get(k), str) for k in ("SOPClassUID", "SeriesInstanceUID")):
+                    raise ValueError("its SOPClassUID or SeriesInstanceUID is not one UID")
+                uid = str(dataset.SeriesInstanceUID) if usable else ""
+                if not usable and "MediaStorageSOPClassUID" not in dataset.file_meta and _has_dicom_marker(path):
+                    raise ValueError("no SOP class in its header or meta information")  # garbage after "DICM"
+        except Exception as error:  # not DICOM, or a damaged header (which fails in many ways inside pydicom)
+            if not isinstance(error, OSError) and _has_dicom_marker(path):
+                raise LDSegError(f"{path} is a damaged DICOM file ({one_line(error)}); copy the series again.") from None
             continue
-        if "SOPClassUID" in dataset and "SeriesInstanceUID" in dataset:
+        if usable and uid:
             instances.append((path, dataset))
     return instances
+
+
+def _has_dicom_marker(path: Path) -> bool:
+    try:
+        with open(path, "rb") as stream:
+            return stream.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
 
 
 def _group_by_series(instances) -> dict[str, list[tuple[Path, pydicom.Dataset]]]:
@@ -142,7 +194,7 @@ def _load_series(uid: str, members, where: str) -> DicomSeries:
             f"{where} mixes images with {len(non_images)} non-image objects ({_sop_class_name(non_images[0])}). "
             "Export the image series on its own."
         )
-    multi_frame = [path for path, ds in members if int(ds.get("NumberOfFrames", 1) or 1) > 1]
+    multi_frame = [path for path, ds in members if _number(ds, "NumberOfFrames", 1, where, path) > 1]
     if multi_frame:
         raise LDSegError(
             f"{where} is a multi-frame (enhanced) object ({multi_frame[0].name}); LDSeg reads classic "
@@ -157,8 +209,11 @@ def _load_series(uid: str, members, where: str) -> DicomSeries:
             )
     if len(members) < 2:
         raise LDSegError(f"{where} has a single image; LDSeg needs a 3D series of several slices.")
+    for path, ds in members:
+        _check_geometry_values(ds, path, where)
 
     first = members[0][1]
+    current_limits().check_voxels((len(members), int(first.Rows), int(first.Columns)), where)
     orientation = np.array(first.ImageOrientationPatient, dtype=float)
     for path, ds in members:
         if not np.allclose(np.array(ds.ImageOrientationPatient, dtype=float), orientation, atol=ORIENTATION_TOLERANCE):
@@ -233,10 +288,82 @@ def _slice_spacing(positions: np.ndarray, normal: np.ndarray, where: str) -> flo
 
 def _read_pixels(path: Path, dataset: pydicom.Dataset) -> np.ndarray:
     """One slice's pixel values, rescaled, through GDCM (which decodes the compressed transfer syntaxes)."""
+    _check_pixel_data_length(path, dataset)
     try:
         slice_image = sitk.ReadImage(str(path))
     except RuntimeError as error:
-        raise LDSegError(f"The pixel data of {path} cannot be read ({error}).") from None
+        raise LDSegError(f"The pixel data of {path} cannot be read ({itk_message(error)}).") from None
     if slice_image.GetNumberOfComponentsPerPixel() != 1:
         raise LDSegError(f"{path} is a color image; LDSeg reads grayscale MR series.")
-    return sitk.GetArrayFromImage(slice_image).reshape(int(dataset.Rows), int(dataset.Columns))
+    pixels = sitk.GetArrayFromImage(slice_image)
+    if pixels.size != int(dataset.Rows) * int(dataset.Columns):
+        raise LDSegError(f"The pixel data of {path} holds {pixels.size} values, not Rows x Columns = "
+                         f"{int(dataset.Rows) * int(dataset.Columns)}; the file is damaged.")
+    if pixels.dtype.kind == "f" and not np.isfinite(pixels).all():
+        raise LDSegError(f"The pixel data of {path} holds NaN or infinite values; the file is damaged.")
+    return pixels.reshape(int(dataset.Rows), int(dataset.Columns))
+
+
+def _check_pixel_data_length(path: Path, header: pydicom.Dataset) -> None:
+    """Refuses uncompressed pixel data shorter than Rows x Columns: GDCM would pad it with zeros or
+    leftover memory and return an image."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dataset = pydicom.dcmread(path)
+            pixel_data = dataset.get("PixelData")
+            syntax = dataset.file_meta.get("TransferSyntaxUID")
+            encapsulated = syntax is not None and syntax.is_encapsulated
+    except Exception as error:
+        raise LDSegError(f"{path} is a damaged DICOM file ({one_line(error)}); copy the series again.") from None
+    if pixel_data is None:
+        raise LDSegError(f"{path} has no pixel data; copy the series again.")
+    if encapsulated:
+        return  # compressed: the decoder reports a short stream itself
+    samples = int(header.get("SamplesPerPixel", 1) or 1)
+    bits = int(header.get("BitsAllocated", 16) or 16)
+    needed = (int(header.Rows) * int(header.Columns) * samples * bits + 7) // 8
+    if len(pixel_data) < needed:
+        raise LDSegError(
+            f"The pixel data of {path} is {len(pixel_data)} bytes, {header.Rows} x {header.Columns} pixels need "
+            f"{needed}: the file is truncated or damaged. Copy the series again."
+        )
+
+
+def _number(dataset: pydicom.Dataset, tag: str, default: float, where: str, path: Path) -> float:
+    try:
+        value = dataset.get(tag, default)
+        return float(value if value not in (None, "") else default)
+    except (TypeError, ValueError):
+        raise LDSegError(f"{where}: {path.name} has an invalid {tag} ({dataset.get(tag)!r}).") from None
+
+
+def _check_geometry_values(dataset: pydicom.Dataset, path: Path, where: str) -> None:
+    """Refuses geometry attributes that are malformed: wrong counts, not numbers, not a rotation."""
+    counts = {"ImagePositionPatient": 3, "ImageOrientationPatient": 6, "PixelSpacing": 2}
+    try:
+        values = {tag: [float(v) for v in _as_list(dataset.get(tag))] for tag in counts}
+        rows, columns = int(dataset.Rows), int(dataset.Columns)
+    except (TypeError, ValueError):
+        values, rows, columns = {}, 0, 0
+    problems = [f"{tag} needs {count} numbers" for tag, count in counts.items() if len(values.get(tag, ())) != count]
+    if not problems:
+        if not all(np.isfinite(v).all() for v in map(np.array, values.values())):
+            problems.append("a position, orientation or spacing is not a finite number")
+        elif min(values["PixelSpacing"]) <= 0:
+            problems.append(f"PixelSpacing {values['PixelSpacing']} is not positive")
+        else:
+            row, column = np.array(values["ImageOrientationPatient"][:3]), np.array(values["ImageOrientationPatient"][3:])
+            if abs(np.linalg.norm(row) - 1) > 1e-3 or abs(np.linalg.norm(column) - 1) > 1e-3 or abs(row @ column) > 1e-3:
+                problems.append("ImageOrientationPatient is not two perpendicular unit vectors")
+    if not 1 <= rows <= 65535 or not 1 <= columns <= 65535:
+        problems.append(f"Rows x Columns {dataset.get('Rows')} x {dataset.get('Columns')} is not an image size")
+    if problems:
+        raise LDSegError(f"{where}: {path.name} has malformed geometry ({'; '.join(problems)}). "
+                         "Use the scanner's original series.")
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple, MultiValue)) else [value]

@@ -9,7 +9,9 @@ leaves nothing behind.
 
 from __future__ import annotations
 
+import copy
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -17,12 +19,14 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import SimpleITK as sitk
+from pydicom.charset import python_encoding
 from pydicom.sr.codedict import codes
 
 from . import __version__
 from .card import Code, Label, ModelCard
 from .dicom_input import DicomSeries
 from .errors import LDSegError
+from .imageio import default_file_mode
 from .uncertainty import uncertainty_range
 
 ALGORITHM_TYPES = ("AUTOMATIC", "SEMIAUTOMATIC", "MANUAL")
@@ -82,7 +86,7 @@ def write_dicom_seg(
         )
     masks = np.stack([values == structure.value for structure in structures], axis=-1).astype(np.uint8)
     segmentation = hd.seg.Segmentation(
-        source_images=source.headers,
+        source_images=_source_headers(source),
         pixel_array=masks,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=_segment_descriptions(structures, card, algorithm_type),
@@ -121,7 +125,7 @@ def write_probability_seg(
     if empty:
         raise LDSegError(f"Probability of {', '.join(empty)} is zero everywhere; there is nothing to export.")
     segmentation = hd.seg.Segmentation(
-        source_images=source.headers,
+        source_images=_source_headers(source),
         pixel_array=fractions,
         segmentation_type=hd.seg.SegmentationTypeValues.FRACTIONAL,
         fractional_type=hd.seg.SegmentationFractionalTypeValues.PROBABILITY,
@@ -163,7 +167,7 @@ def write_uncertainty_parametric_map(
         intercept=0.0,
     )
     parametric_map = hd.pm.ParametricMap(
-        source_images=source.headers,
+        source_images=_source_headers(source),
         pixel_array=array,
         contains_recognizable_visual_features=False,
         real_world_value_mappings=[mapping],
@@ -277,12 +281,59 @@ def _coded(code: Code) -> hd.sr.CodedConcept:
     return hd.sr.CodedConcept(value=code.code, scheme_designator=code.scheme, meaning=code.meaning)
 
 
+# Type 2 attributes of the Patient and General Study modules: required, but may be empty, which is
+# what a de-identified series often has (or lacks them altogether); the derived object copies them.
+TYPE_2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                 "StudyID", "AccessionNumber", "ReferringPhysicianName")
+MAX_SERIES_NUMBER = 2**31 - 1  # IS values are signed 32-bit
+
+
+def check_source(source: DicomSeries) -> None:
+    """Refuses, before any work is done, a source series no DICOM object can be derived from."""
+    _source_headers(source)
+
+
+def _source_headers(source: DicomSeries) -> list[pydicom.Dataset]:
+    """The source headers as the derived object copies them: missing type 2 attributes are added
+    empty (de-identified series), and what cannot be filled in is refused with one line."""
+    for keyword in ("StudyInstanceUID", "FrameOfReferenceUID"):
+        values = {str(header.get(keyword, "") or "") for header in source.headers}
+        if "" in values or len(values) != 1:
+            kind = "no" if values == {""} else "an empty" if "" in values else "more than one"
+            raise LDSegError(
+                f"Source series {source.series_uid} has {kind} {keyword}, which a DICOM SEG must copy "
+                "(one study, one frame of reference). Export from the original series, not one merged or stripped "
+                "of its UIDs."
+            )
+    charsets = source.headers[0].get("SpecificCharacterSet") or []
+    unknown = [c for c in ([charsets] if isinstance(charsets, str) else charsets) if c and c not in python_encoding]
+    if unknown:
+        raise LDSegError(f"Source series {source.series_uid} declares the unknown character set {unknown[0]!r}; "
+                         "re-export it with a standard SpecificCharacterSet (e.g. ISO_IR 192 for UTF-8).")
+    headers = []
+    for header in source.headers:
+        header = copy.copy(header)
+        for keyword in TYPE_2_COPIED:
+            if keyword not in header:
+                setattr(header, keyword, "")
+        headers.append(header)
+    return headers
+
+
+def _series_number(source: DicomSeries, offset: int) -> int:
+    """The source's number plus `offset`, so the result sorts after it; our own when it has none usable."""
+    try:
+        number = int(source.headers[0].get("SeriesNumber"))
+    except (TypeError, ValueError):
+        return offset
+    return number + offset if 0 <= number <= MAX_SERIES_NUMBER - offset else offset
+
+
 def _new_instance(source: DicomSeries, card: ModelCard, series_offset: int) -> dict:
     """New series and instance UIDs plus the equipment that made them (the DICOM General Equipment)."""
-    source_number = source.headers[0].get("SeriesNumber")
     return dict(
         series_instance_uid=hd.UID(),
-        series_number=(int(source_number) if source_number not in (None, "") else 0) + series_offset,
+        series_number=_series_number(source, series_offset),
         sop_instance_uid=hd.UID(),
         instance_number=1,
         manufacturer=MANUFACTURER,
@@ -305,14 +356,17 @@ def _copy_laterality(source: DicomSeries, derived: pydicom.Dataset) -> None:
 def _save_atomically(dataset: pydicom.Dataset, out_path: str | Path) -> Path:
     """Writes through a temporary file beside out_path, so a failure leaves no half file.
 
-    Not imageio.atomic_write_bytes: its temporary file is private (mode 0600), and DICOM files are
+    The temporary file is created new (mkstemp), then given the usual permissions: DICOM files are
     usually read by other accounts (a PACS sender, a shared study folder).
     """
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out_path.with_name(f".{out_path.name}.{os.getpid()}.partial")
+    handle, temporary_name = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".partial")
+    temporary = Path(temporary_name)
     try:
-        dataset.save_as(temporary, enforce_file_format=True)
+        with os.fdopen(handle, "wb") as stream:
+            dataset.save_as(stream, enforce_file_format=True)
+        os.chmod(temporary, default_file_mode())
         os.replace(temporary, out_path)
     finally:
         temporary.unlink(missing_ok=True)

@@ -76,6 +76,8 @@ class SegmentSettings:
             raise LDSegError(
                 f"Unknown uncertainty measure {self.uncertainty!r}; choose one of {', '.join(UNCERTAINTY_MEASURES)}."
             )
+        if self.seed is not None and not 0 <= self.seed < 2**63:
+            raise LDSegError(f"--seed must be between 0 and 2^63 - 1 (got {self.seed}).")
         if self.chunk_size < 1:
             raise LDSegError(f"The chunk size must be at least 1 (got {self.chunk_size}).")
 

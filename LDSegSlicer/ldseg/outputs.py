@@ -7,6 +7,7 @@ colors, SNOMED CT terminology and DICOM algorithm tags, so Slicer loads it as is
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from .card import Label, ModelCard
-from .imageio import staged_outputs
+from .errors import LDSegError
+from .imageio import itk_message, staged_outputs
 from .inference import SegmentationResult
 from .uncertainty import uncertainty_range
 
@@ -69,6 +71,22 @@ def write_segmentation(labels: sitk.Image, card: ModelCard, path: Path) -> None:
 ExtraWriter = Callable[[Path], None]
 
 
+def case_file_names(name: str) -> dict[str, str]:
+    """Every file `ldseg segment` may write for case `name`, by kind (docs/architecture.md lists them)."""
+    from .choices import MAX_SAMPLES
+
+    return {
+        "segmentation": f"{name}.seg.nrrd",
+        "uncertainty": f"{name}-uncertainty.nrrd",
+        "summary": f"{name}.json",
+        "qc_picture": f"{name}-qc.png",
+        "dicom_seg": f"{name}-seg.dcm",
+        "dicom_probability": f"{name}-probability-seg.dcm",
+        "dicom_uncertainty": f"{name}-uncertainty-pm.dcm",
+        **{f"sample_{i:02d}": f"{name}-sample-{i:02d}.seg.nrrd" for i in range(MAX_SAMPLES)},
+    }
+
+
 def write_outputs(
     result: SegmentationResult,
     image: sitk.Image,
@@ -82,26 +100,46 @@ def write_outputs(
     `extra_files` maps a kind to (file name, writer(path)) for outputs such as DICOM SEG, so that
     they succeed or fail together with the rest.
     """
-    files = {
-        "segmentation": f"{name}.seg.nrrd",
-        "uncertainty": f"{name}-uncertainty.nrrd",
-        "summary": f"{name}.json",
-        "qc_picture": f"{name}-qc.png",
-    }
-    files.update({f"sample_{i:02d}": f"{name}-sample-{i:02d}.seg.nrrd" for i in range(len(result.samples))})
-    with staged_outputs(directory) as staging:
-        write_segmentation(result.labels, result.card, staging / files["segmentation"])
-        sitk.WriteImage(result.uncertainty, str(staging / files["uncertainty"]), useCompression=True)
-        for index, sample in enumerate(result.samples):
-            write_segmentation(sample, result.card, staging / files[f"sample_{index:02d}"])
-        write_qc_picture(image, result, staging / files["qc_picture"])
-        for kind, (file_name, writer) in (extra_files or {}).items():
-            writer(staging / file_name)
-            files[kind] = file_name
-        summary = {**result.summary(), **(extra_summary or {}), "files": files}
-        summary["uncertainty_range"] = uncertainty_range(result.settings.uncertainty, result.card.num_classes)
-        (staging / files["summary"]).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    every = case_file_names(name)
+    files = {kind: every[kind] for kind in ("segmentation", "uncertainty", "summary", "qc_picture")}
+    files.update({f"sample_{i:02d}": every[f"sample_{i:02d}"] for i in range(len(result.samples))})
+    # An earlier run's samples or DICOM files of this case would no longer match: they go with it.
+    try:
+        with staged_outputs(directory, replaces=every.values()) as staging:
+            write_segmentation(result.labels, result.card, staging / files["segmentation"])
+            sitk.WriteImage(result.uncertainty, str(staging / files["uncertainty"]), useCompression=True)
+            for index, sample in enumerate(result.samples):
+                write_segmentation(sample, result.card, staging / files[f"sample_{index:02d}"])
+            write_qc_picture(image, result, staging / files["qc_picture"])
+            for kind, (file_name, writer) in (extra_files or {}).items():
+                writer(staging / file_name)
+                files[kind] = file_name
+            summary = {**result.summary(), **(extra_summary or {}), "files": files}
+            summary["uncertainty_range"] = uncertainty_range(result.settings.uncertainty, result.card.num_classes)
+            text = json.dumps(finite(summary), indent=2, allow_nan=False) + "\n"
+            (staging / files["summary"]).write_text(text, encoding="utf-8")
+    except OSError as error:  # disk full, quota, permissions (ITK reports these as RuntimeError, below)
+        raise LDSegError(f"Cannot write the results into {directory} ({error.strerror or error}); "
+                         "nothing was written. Free some space or choose another output folder.") from None
+    except RuntimeError as error:
+        if "ITK" not in str(error) and "SimpleITK" not in str(error):
+            raise
+        raise LDSegError(f"Cannot write the results into {directory} ({itk_message(error)}); nothing was written. "
+                         "Free some space or choose another output folder.") from None
     return files
+
+
+def finite(value):
+    """`value` with NaN and infinities (a structure that was not found, say) as JSON null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(item) for item in value]
+    if isinstance(value, np.generic):
+        return finite(value.item())
+    return value
 
 
 def write_qc_picture(image: sitk.Image, result: SegmentationResult, path: Path) -> None:

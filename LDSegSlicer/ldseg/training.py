@@ -15,6 +15,8 @@ import copy
 import dataclasses
 import json
 import math
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,6 +27,7 @@ from typing import Any, Self
 import numpy as np
 import SimpleITK as sitk
 import torch
+import yaml
 from monai.losses import DiceCELoss
 from monai.transforms import (
     Compose,
@@ -39,7 +42,9 @@ from monai.transforms import (
 
 from .card import Architecture, Diffusion, ModelCard, Normalization, knee_labels
 from .data import Case, find_cases, read_case
-from .errors import LDSegError
+from .errors import CancelledError, LDSegError
+from .imageio import atomic_write_bytes, one_line
+from .interrupt import STOP
 from .networks import LDSegNetwork
 from .package import save_package
 from .posterior import draw_samples, initial_noise
@@ -88,6 +93,17 @@ class Augmentation:
     native_noise_max_sigma: float = 0.25
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load, except that a key given twice is an error instead of the last one winning."""
+
+    def construct_mapping(self, node, deep=False):
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        repeated = sorted({str(key) for key in keys if keys.count(key) > 1})
+        if repeated:
+            raise yaml.constructor.ConstructorError(None, None, f"key {repeated[0]!r} is given twice", node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_config_file(path: str | Path) -> Any:
     """Parses a YAML or TOML training config (by suffix) into plain data, with one clear error."""
     path = Path(path)
@@ -97,13 +113,11 @@ def read_config_file(path: str | Path) -> Any:
             import tomllib
 
             return tomllib.loads(text)
-        import yaml
-
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)
     except FileNotFoundError:
         raise LDSegError(f"Training config {path} does not exist.") from None
     except Exception as error:  # parser errors of either format
-        raise LDSegError(f"Training config {path} cannot be parsed: {error}") from None
+        raise LDSegError(f"Training config {path} cannot be parsed: {one_line(error)}") from None
 
 
 def load_training_config(kind: type, path: str | Path):
@@ -114,8 +128,38 @@ def load_training_config(kind: type, path: str | Path):
         config = from_plain(kind, read_config_file(path), "config")
     except (TypeError, KeyError) as error:
         raise LDSegError(f"Training config {path}: {str(error).strip(chr(39))}.") from None
+    problems = _number_problems(config, "config")
+    if problems:
+        raise LDSegError(f"Training config {path}: " + "; ".join(problems) + ".")
+    card = config.card() if hasattr(config, "card") else None
+    if isinstance(card, ModelCard):  # the card it will write must be one that loads again
+        ModelCard.from_dict(card.to_dict(), source=f"Training config {path}: the model")
     base = path.resolve().parent
     return dataclasses.replace(config, data_dir=str(base / config.data_dir), output_dir=str(base / config.output_dir))
+
+
+AT_LEAST_ONE = ("steps", "batch_size", "checkpoint_every", "validate_every", "validation_samples")
+
+
+def _number_problems(config: Any, where: str) -> list[str]:
+    """Numbers a training run cannot use: NaN or infinite, negative, zero counts, probabilities above 1."""
+    problems = []
+    for item in dataclasses.fields(config):
+        value, name = getattr(config, item.name), f"{where}.{item.name}"
+        if dataclasses.is_dataclass(value):
+            if item.name not in ("architecture", "diffusion", "normalization"):  # the model card checks these
+                problems += _number_problems(value, name)
+        elif isinstance(value, float) and not (math.isfinite(value) and value >= 0):
+            problems.append(f"{name} {value} must be a finite number >= 0")
+        elif isinstance(value, int) and not isinstance(value, bool) and value < (1 if item.name in AT_LEAST_ONE else 0):
+            problems.append(f"{name} {value} must be at least {1 if item.name in AT_LEAST_ONE else 0}")
+        elif isinstance(value, int) and value > 2**31 - 1:
+            problems.append(f"{name} {value} is too large (at most {2**31 - 1})")
+        if isinstance(value, float) and (item.name.endswith("probability") or item.name == "ema_decay") and value > 1:
+            problems.append(f"{name} {value} must be at most 1")
+    if getattr(config, "learning_rate", 1.0) == 0:
+        problems.append(f"{where}.learning_rate must be above 0")
+    return problems
 
 
 @dataclass(frozen=True)
@@ -383,9 +427,15 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             **self.extra_state(),
         }
-        temporary = self.output_dir / f".{CHECKPOINT_FILE}.partial"
-        torch.save(state, temporary)
-        temporary.replace(self.output_dir / CHECKPOINT_FILE)
+        # A new temporary file (O_EXCL), never a predictable name that a symbolic link could redirect.
+        handle, temporary_name = tempfile.mkstemp(dir=self.output_dir, prefix=f".{CHECKPOINT_FILE}.", suffix=".partial")
+        temporary = Path(temporary_name)
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                torch.save(state, stream)
+            temporary.replace(self.output_dir / CHECKPOINT_FILE)
+        finally:
+            temporary.unlink(missing_ok=True)
 
     def resume(self) -> bool:
         """Loads the last checkpoint of this output folder, if any (our own file, loaded weights_only)."""
@@ -395,10 +445,14 @@ class Trainer:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:
-            raise LDSegError(f"Checkpoint {path} cannot be read ({error}); delete it to start over.") from None
-        same = state.get("architecture") == self.checkpoint_fingerprint() and tuple(
-            state["model_grid"].tolist()
-        ) == tuple(self.card.model_grid)
+            problem = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise LDSegError(f"Checkpoint {path} cannot be read ({problem[:200]}); delete it to start over.") from None
+        try:
+            same = state.get("architecture") == self.checkpoint_fingerprint() and tuple(
+                state["model_grid"].tolist()
+            ) == tuple(self.card.model_grid)
+        except (AttributeError, KeyError, TypeError):
+            raise LDSegError(f"Checkpoint {path} is not an LDSeg training checkpoint; delete it to start over.") from None
         if not same:
             raise LDSegError(
                 f"Checkpoint {path} was written for another model, architecture or model grid than this config; "
@@ -410,10 +464,14 @@ class Trainer:
                 f"Checkpoint {path} was trained on cases {', '.join(json.loads(state['train_cases']))}, this config "
                 f"trains on {', '.join(json.loads(cases))}; use a new output_dir or the config that wrote it."
             )
-        self.network.load_state_dict(state["network"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.load_extra_state(state)
-        self.step = int(state["step"])
+        try:
+            self.network.load_state_dict(state["network"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.load_extra_state(state)
+            self.step = int(state["step"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            problem = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise LDSegError(f"Checkpoint {path} is damaged ({problem}); delete it to start over.") from None
         return True
 
     def training_record(self, seconds: float) -> dict:
@@ -445,8 +503,14 @@ class Trainer:
             self.log(f"resumed from step {self.step}")
         started = time.time()
         previous_seconds = _logged_seconds(log_path)
-        with open(log_path, "a", encoding="utf-8") as log_file:
+        with open(log_path, "a", encoding="utf-8") as log_file, STOP.polled():
             while self.step < self.config.steps:
+                if STOP():  # Ctrl+C or SIGTERM: keep what was learnt, say how to go on
+                    self.save_checkpoint()
+                    raise CancelledError(
+                        f"Training stopped at step {self.step} of {self.config.steps}; the checkpoint is in "
+                        f"{self.output_dir / CHECKPOINT_FILE}. Run the same 'ldseg train' command again to resume."
+                    )
                 losses = self.train_step(self.step)
                 self.step += 1
                 if not math.isfinite(losses["loss"]):
@@ -463,19 +527,30 @@ class Trainer:
 
 
 def _truncate_log(log_path: Path, step: int) -> None:
-    """Drops log lines written after the checkpoint we resume from (they will be redone)."""
+    """Drops log lines written after the checkpoint we resume from (they will be redone), and lines
+    that a killed run cut short."""
     if log_path.exists():
-        lines = log_path.read_text(encoding="utf-8").splitlines()
-        kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
-        log_path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        kept = [line for line, record in _log_records(log_path) if record["step"] <= step]
+        atomic_write_bytes(log_path, "".join(line + "\n" for line in kept).encode("utf-8"))
 
 
 def _logged_seconds(log_path: Path) -> float:
-    """Training seconds already spent before a resume (from the last log line)."""
-    if not log_path.exists():
-        return 0.0
-    lines = log_path.read_text(encoding="utf-8").strip().splitlines()
-    return float(json.loads(lines[-1])["seconds"]) if lines else 0.0
+    """Training seconds already spent before a resume (from the last complete log line)."""
+    records = _log_records(log_path) if log_path.exists() else []
+    return float(records[-1][1]["seconds"]) if records else 0.0
+
+
+def _log_records(log_path: Path) -> list[tuple[str, dict]]:
+    """The log's complete records (a line cut short by a kill, or damaged, is skipped)."""
+    records = []
+    for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int) and isinstance(record.get("seconds"), (int, float)):
+            records.append((line, record))
+    return records
 
 
 def dice(prediction: torch.Tensor, truth: torch.Tensor) -> float:
@@ -484,7 +559,6 @@ def dice(prediction: torch.Tensor, truth: torch.Tensor) -> float:
 
 
 def hardware_description() -> str:
-    import os
     import platform
 
     if torch.cuda.is_available():
