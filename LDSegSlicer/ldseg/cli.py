@@ -60,6 +60,27 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--dicom-probability", action="store_true", help="also write a FRACTIONAL probability SEG")
     segment.add_argument("--dicom-uncertainty", action="store_true", help="also write the uncertainty as a Parametric Map")
 
+    cohort = commands.add_parser(
+        "cohort", help="segment a cohort (folder tree or CSV manifest) on Ray; cohort.csv and report.html ranked by uncertainty"
+    )
+    cohort.add_argument("input", type=Path, help="folder of NIfTI/NRRD/MHA files and DICOM series folders, or a CSV "
+                        "manifest with columns case_id, path[, series_uid]")
+    cohort.add_argument("-o", "--output", required=True, type=Path, help="output folder: one folder per case, the report")
+    cohort.add_argument("--workers", type=int, help="Ray workers (default: one per GPU, else one per CPU slot); "
+                        "0 runs the cases in this process without Ray")
+    cohort.add_argument("--address", help="join a running Ray cluster (auto, ray://HEAD:10001); default: start one here")
+    cohort.add_argument("--cpus-per-worker", type=int, default=1, help="CPU threads per worker (default 1)")
+    cohort.add_argument("--review-top", type=float, default=10.0,
+                        help="flag this percentage of cases with the highest boundary uncertainty for review (default 10)")
+    cohort.add_argument("--review-threshold", type=float,
+                        help="flag cases whose boundary uncertainty is at least this value (instead of --review-top)")
+    # the segment command's own option objects, as argparse's parents= shares them: defined once
+    for option in ("--model", "--samples", "--steps", "--fusion", "--uncertainty", "--device", "--seed", "--chunk-size",
+                   "--save-samples", "--all-components"):
+        action = next(a for a in segment._actions if option in a.option_strings)
+        cohort._add_action(action)
+    cohort.add_argument("--progress", default="bar", choices=("bar", "jsonl", "none"))
+
     train = commands.add_parser(
         "train", help="train an LDSeg model (or, with model_type: baseline, the UNet baseline) from a YAML or TOML config"
     )
@@ -101,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         raise_limits(args.limit)
         if args.command == "segment":
             return run_segment(args)
+        if args.command == "cohort":
+            from .cohort import run_cohort
+
+            return run_cohort(args)
         if args.command == "train":
             from .baseline import train_from_config
 
