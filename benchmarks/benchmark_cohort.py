@@ -8,7 +8,9 @@ Builds 16 cases in a temporary folder (never kept): the four labelled knees, and
 (the central 60 % of the long axis). Then, with the default settings (8 samples, 2 DDIM steps):
 
 1. `ldseg cohort` on a local Ray of --workers workers: wall time, Ray's start (until the workers have
-   loaded the model) and stop, each worker's peak resident memory (VmHWM, read from /proc);
+   loaded the model) and stop, each worker's peak resident memory (VmHWM, read from /proc). Ray runs
+   its workers at niceness 15 by default; here RAY_worker_niceness=0, so that on a machine shared
+   with other jobs all three runs compete for the CPU alike;
 2. the 16 cases as 16 separate `ldseg segment` processes, one after another: wall time and peak RSS;
 3. `ldseg cohort --workers 0` (in-process, no Ray): wall time and peak RSS;
 4. from run 1, each case's Dice against its labels and the Spearman correlation between each
@@ -111,7 +113,8 @@ def ray_cohort(images: Path, output: Path, workers: int) -> dict:
     started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-m", "ldseg.cli", "cohort", str(images), "-o", str(output), "--workers", str(workers),
-         "--progress", "jsonl"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO)
+         "--progress", "jsonl"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO,
+        env={**os.environ, "RAY_worker_niceness": "0"})
     events = [(time.perf_counter() - started, json.loads(line)) for line in process.stdout]
     if process.wait() != 0:
         raise SystemExit(f"ldseg cohort failed with status {process.returncode}")

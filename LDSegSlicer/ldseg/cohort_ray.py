@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 import ray
 from ray.exceptions import ActorUnavailableError, RayActorError
 
-from .cohort import Case, CohortJob, failed_row
+from .cohort import Case, CohortJob, failed_row, one_line
 from .errors import CancelledError, LDSegError
 
 MAX_ATTEMPTS = 3  # tries per case when its worker dies under it
@@ -51,7 +51,11 @@ def run_on_ray(
     note: Callable[[str], None],
 ) -> Iterator[tuple]:
     """Yields ("started", case, worker), ("retry", case, reason) and ("finished", row) events."""
-    ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    options = {} if address else {"include_dashboard": False}
+    try:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING, **options)
+    except ConnectionError as error:
+        raise LDSegError(f"Cannot join the Ray cluster at {address} ({one_line(str(error))}); is `ray start` running there?") from None
     try:
         actors = _start_actors(job, workers, len(cases), note)
         yield from _dispatch(cases, actors, should_cancel)
