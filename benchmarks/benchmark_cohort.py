@@ -130,7 +130,7 @@ def ray_cohort(images: Path, output: Path, workers: int) -> dict:
 
 def ray_start_stop() -> tuple[float, float]:
     """ray.init() and ray.shutdown() of an embedded Ray, alone, in a fresh process."""
-    code = ("import time, logging, ray; t = time.perf_counter(); ray.init(include_dashboard=False, "
+    code = ("import time, logging, ray; t = time.perf_counter(); ray.init(address='local', include_dashboard=False, "
             "logging_level=logging.WARNING); up = time.perf_counter() - t; t = time.perf_counter(); ray.shutdown(); "
             "print(up, time.perf_counter() - t)")
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

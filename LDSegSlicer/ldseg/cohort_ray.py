@@ -51,9 +51,9 @@ def run_on_ray(
     note: Callable[[str], None],
 ) -> Iterator[tuple]:
     """Yields ("started", case, worker), ("retry", case, reason) and ("finished", row) events."""
-    options = {} if address else {"include_dashboard": False}
+    options = {} if address else {"include_dashboard": False}  # "local": a new instance, never a stale one
     try:
-        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING, **options)
+        ray.init(address=address or "local", log_to_driver=False, logging_level=logging.WARNING, **options)
     except ConnectionError as error:
         raise LDSegError(f"Cannot join the Ray cluster at {address} ({one_line(str(error))}); is `ray start` running there?") from None
     try:

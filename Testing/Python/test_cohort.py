@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pydicom
@@ -36,8 +37,13 @@ def ldseg(*args, **kwargs) -> subprocess.CompletedProcess:
 
 
 def start(*args) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "ldseg.cli", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=REPO)
+    """A cohort in the background; killed after 5 minutes so that a hang fails the test instead of blocking it."""
+    process = subprocess.Popen([sys.executable, "-m", "ldseg.cli", *map(str, args)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd=REPO)
+    watchdog = threading.Timer(300, process.kill)
+    watchdog.daemon = True
+    watchdog.start()
+    return process
 
 
 def events(text: str) -> list[dict]:
