@@ -20,9 +20,9 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -183,7 +183,7 @@ class CaseRunner:
         name = case_name(case.path)
         result = self.segmenter.segment(image, self.settings, None, should_cancel, name=case.path.name)
         figures = {"uncertain_volume_ml": uncertain_volume_ml(result)}
-        with _case_folder(self.output, case.case_id) as staging:
+        with case_folder(self.output, case.case_id) as staging:
             files = write_outputs(result, image, staging, name, {"input": str(case.path), "cohort": figures})
             return json.loads((staging / files["summary"]).read_text(encoding="utf-8"))
 
@@ -199,30 +199,19 @@ def uncertain_volume_ml(result) -> float:
     return round(count * float(np.prod(result.uncertainty.GetSpacing())) / 1000.0, 3)
 
 
-class _case_folder:
+@contextlib.contextmanager
+def case_folder(output: Path, case_id: str) -> Iterator[Path]:
     """A hidden staging folder; on success it replaces OUTDIR/<case id> with one rename."""
-
-    def __init__(self, output: Path, case_id: str) -> None:
-        self.target = output / case_id
-        self.staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{case_id}-", dir=output))
-
-    def __enter__(self) -> Path:
-        return self.staging
-
-    def __exit__(self, error_type, *_) -> None:
-        if error_type is None:
-            os.chmod(self.staging, 0o777 & ~_umask())  # mkdtemp makes 0700; give the usual permissions
-            if self.target.exists():  # outputs of other settings: move aside, then replace
-                old = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{self.target.name}-old-", dir=self.target.parent))
-                os.replace(self.target, old / "case")
-            os.replace(self.staging, self.target)
-        shutil.rmtree(self.staging, ignore_errors=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    staging = output / f"{STAGING_PREFIX}{case_id}-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()  # mode from the umask, unlike mkdtemp's 0700
+    try:
+        yield staging
+        target = output / case_id
+        if target.exists():  # outputs of other settings: moved aside (removed with the staging folders)
+            os.replace(target, output / f"{STAGING_PREFIX}{case_id}-old-{uuid.uuid4().hex[:8]}")
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def remove_staging(output: Path) -> None:
