@@ -303,6 +303,7 @@ def run_cohort(args, should_cancel: Callable[[], bool]) -> int:
     from .store import resolve_model
 
     started = time.perf_counter()
+    _check_options(args)
     output = ensure_writable_directory(args.output)
     cases = find_cases(Path(args.input), output)
     model_directory = resolve_model(args.model)
@@ -356,6 +357,15 @@ def run_cohort(args, should_cancel: Callable[[], bool]) -> int:
     failed = sum(row["status"] == "failed" for row in ordered)
     progress.done(report, failed, time.perf_counter() - started)
     return 1 if failed else 0
+
+
+def _check_options(args) -> None:
+    if args.workers is not None and args.workers < 0:
+        raise LDSegError(f"--workers must be 0 (run in this process) or more (got {args.workers}).")
+    if args.cpus_per_worker < 1:
+        raise LDSegError(f"--cpus-per-worker must be at least 1 (got {args.cpus_per_worker}).")
+    if not 0 <= args.review_top <= 100:
+        raise LDSegError(f"--review-top is a percentage of the cohort, 0 to 100 (got {args.review_top:g}).")
 
 
 class CohortProgress:

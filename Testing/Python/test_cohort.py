@@ -291,3 +291,14 @@ def test_a_manifest_picks_a_dicom_series_by_uid(tmp_path):
     manifest = tmp_path / "m.csv"
     manifest.write_text("case_id,path,series_uid\nk1,dicom,1.2.3\n")
     assert read_manifest(manifest) == [Case("k1", tmp_path / "dicom", "1.2.3")]
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    (("--workers", "-1"), "--workers must be 0"),
+    (("--cpus-per-worker", "0"), "--cpus-per-worker must be at least 1"),
+    (("--review-top", "150"), "--review-top is a percentage"),
+])
+def test_bad_cohort_options_are_one_line_errors(tmp_path, option, message):
+    result = ldseg("cohort", tmp_path, "-o", tmp_path / "out", *option)
+    assert result.returncode == 1 and result.stderr.startswith("ldseg: ") and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
