@@ -36,9 +36,9 @@ import SimpleITK as sitk
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "knee-oai"
 SCORES = {
-    "boundary_uncertainty": "boundary uncertainty (the ranking score)",
+    "sample_disagreement": "sample disagreement, 1 - mean pairwise Dice (the ranking score)",
     "mean_uncertainty": "mean uncertainty inside the structures",
-    "sample_disagreement": "1 - sample agreement (mean pairwise Dice)",
+    "boundary_uncertainty": "boundary uncertainty",
     "uncertain_volume_ml": "uncertain-region volume",
 }
 
@@ -188,7 +188,7 @@ def main() -> None:
         "in_process_cohort": {"wall_s": in_process_wall, "peak_rss_mib": in_process_peak},
         "ray_init_s": ray_up, "ray_shutdown_s": ray_down, "speedup_vs_separate": separate_wall / ray_run["wall_s"],
         "spearman_vs_1_minus_dice": correlations,
-        "per_case": [{"case_id": r["case_id"], "dice": r["dice"], "boundary_uncertainty": float(r["boundary_uncertainty"]),
+        "per_case": [{"case_id": r["case_id"], "dice": r["dice"], **{name: float(r[name]) for name in SCORES},
                       "review": r["review"]} for r in rows],
     }
     if args.json:
@@ -210,7 +210,6 @@ def dice_errors(output: Path, truth: dict[str, Path]) -> list[dict]:
         labels = sitk.GetArrayFromImage(sitk.ReadImage(str(truth[row["case_id"]])))
         row["dice"] = {label.name: round(dice(predicted == label.value, labels == label.value), 4) for label in card.labels}
         row["error"] = 1.0 - float(np.mean(list(row["dice"].values())))
-        row["sample_disagreement"] = 1.0 - float(row["sample_agreement"])
     return rows
 
 
@@ -239,10 +238,13 @@ def markdown(f: dict) -> str:
         "|---|---|",
         *(f"| {SCORES[name]} | {rho:+.2f} |" for name, rho in f["spearman_vs_1_minus_dice"].items()),
         "",
-        "| case | Femur Dice | Tibia Dice | boundary uncertainty | flagged |",
-        "|---|---|---|---|---|",
-        *(f"| {c['case_id']} | {c['dice']['Femur']:.3f} | {c['dice']['Tibia']:.3f} | {c['boundary_uncertainty']:.3f} | "
-          f"{c['review'] or ''} |" for c in sorted(f["per_case"], key=lambda c: -c["boundary_uncertainty"])),
+        "Cases as the report ranks them (flagged: the default top 10 %):",
+        "",
+        "| case | Femur Dice | Tibia Dice | sample disagreement | mean uncertainty | boundary uncertainty | flagged |",
+        "|---|---|---|---|---|---|---|",
+        *(f"| {c['case_id']} | {c['dice']['Femur']:.3f} | {c['dice']['Tibia']:.3f} | {c['sample_disagreement']:.4f} | "
+          f"{c['mean_uncertainty']:.4f} | {c['boundary_uncertainty']:.3f} | {c['review'] or ''} |"
+          for c in sorted(f["per_case"], key=lambda c: -c["sample_disagreement"])),
     ]
     return "\n".join(lines)
 

@@ -71,9 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     cohort.add_argument("--address", help="join a running Ray cluster (auto, ray://HEAD:10001); default: start one here")
     cohort.add_argument("--cpus-per-worker", type=int, default=1, help="CPU threads per worker (default 1)")
     cohort.add_argument("--review-top", type=float, default=10.0,
-                        help="flag this percentage of cases with the highest boundary uncertainty for review (default 10)")
+                        help="flag this percentage of cases with the highest sample disagreement for review (default 10)")
     cohort.add_argument("--review-threshold", type=float,
-                        help="flag cases whose boundary uncertainty is at least this value (instead of --review-top)")
+                        help="flag cases whose sample disagreement (1 - mean pairwise Dice) is at least this value (instead of --review-top)")
     # the segment command's own option objects, as argparse's parents= shares them: defined once
     for option in ("--model", "--samples", "--steps", "--fusion", "--uncertainty", "--device", "--seed", "--chunk-size",
                    "--save-samples", "--all-components"):

@@ -243,6 +243,7 @@ def case_row(case: Case, summary: dict, status: str, seconds: float | None = Non
     row["boundary_uncertainty"] = round(float(np.mean([f["boundary_uncertainty"] for f in structures.values()])), 5)
     row["mean_uncertainty"] = round(float(np.mean([f["mean_uncertainty"] for f in structures.values()])), 5)
     row["sample_agreement"] = round(float(np.mean([f["mean_pairwise_dice"] for f in structures.values()])), 5)
+    row["sample_disagreement"] = round(1.0 - row["sample_agreement"], 5)  # the report's ranking score
     row["uncertain_volume_ml"] = summary.get("cohort", {}).get("uncertain_volume_ml")
     row["seconds"] = round(seconds, 2) if seconds is not None else None  # this run's time; none when skipped
     row["device"] = summary["device"]

@@ -146,7 +146,9 @@ def test_csv_and_parquet_rows_carry_the_figures_of_each_summary(cohort_run):
     assert float(row["uncertain_volume_ml"]) == summary["cohort"]["uncertain_volume_ml"] > 0
     assert row["device"] == "cpu" and row["model_version"] == summary["model"]["version"]
     flagged = [case for case, row in rows.items() if row["review"] == "yes"]
-    top = max((r for r in rows.values() if r["status"] == "done"), key=lambda r: float(r["boundary_uncertainty"]))
+    top = max((r for r in rows.values() if r["status"] == "done"), key=lambda r: float(r["sample_disagreement"]))
+    assert float(top["sample_disagreement"]) == pytest.approx(1 - (float(top["Femur_sample_agreement"])
+                                                                    + float(top["Tibia_sample_agreement"])) / 2, abs=2e-5)
     assert flagged == [top["case_id"]]  # top 10 % of three cases: the most uncertain one
     pyarrow_parquet = pytest.importorskip("pyarrow.parquet")
     table = pyarrow_parquet.read_table(output / "cohort.parquet").to_pylist()
