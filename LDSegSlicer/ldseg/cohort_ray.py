@@ -72,7 +72,9 @@ def _start_actors(job: CohortJob, workers: int | None, cases: int, note) -> list
     per_worker = job.threads or 1
     available = gpus if on_gpu else cpus // per_worker
     slots = f"{gpus} GPU(s), one per worker" if on_gpu else f"{cpus} CPU(s), {per_worker} per worker"
-    if available < 1 or (workers or 0) > available:
+    if available < 1:
+        raise LDSegError(f"The Ray cluster has {slots}: no room for one worker; lower --cpus-per-worker.")
+    if workers and workers > available:
         raise LDSegError(
             f"The Ray cluster has {slots}: room for {available} workers, not {workers}; use --workers {available} or fewer."
         )
