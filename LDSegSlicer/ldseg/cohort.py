@@ -297,10 +297,10 @@ def run_in_process(cases: list[Case], job: CohortJob, should_cancel: Callable[[]
 
 def run_cohort(args, should_cancel: Callable[[], bool]) -> int:
     """`ldseg cohort`: returns 0 when every case is done or skipped, 1 when any failed."""
-    from .card import CARD_FILE, ModelCard
     from .cohort_report import write_report
     from .imageio import ensure_writable_directory
     from .inference import SegmentSettings
+    from .package import load_package
     from .store import resolve_model
 
     started = time.perf_counter()
@@ -308,7 +308,7 @@ def run_cohort(args, should_cancel: Callable[[], bool]) -> int:
     output = ensure_writable_directory(args.output)
     cases = find_cases(Path(args.input), output)
     model_directory = resolve_model(args.model)
-    card = ModelCard.load(model_directory / CARD_FILE)
+    card = load_package(model_directory).card  # a corrupt model fails here, once, not in every worker
     settings = SegmentSettings(
         samples=args.samples if args.samples is not None else card.diffusion.default_samples,
         steps=args.steps if args.steps is not None else card.diffusion.default_steps,
