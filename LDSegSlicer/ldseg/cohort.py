@@ -334,8 +334,13 @@ def run_cohort(args, should_cancel: Callable[[], bool]) -> int:
             if todo and args.workers == 0:
                 events = run_in_process(todo, job, should_cancel)
             elif todo:
-                from .cohort_ray import run_on_ray
-
+                try:
+                    from .cohort_ray import run_on_ray
+                except ModuleNotFoundError as error:
+                    if error.name != "ray":
+                        raise
+                    raise LDSegError("Ray is not installed: pip install 'ldseg[cohort]', or run in this process "
+                                     "with --workers 0.") from None
                 events = run_on_ray(todo, job, args.workers, args.address, should_cancel, progress.note)
             for event in events or ():
                 if event[0] == "finished":

@@ -304,3 +304,11 @@ def test_bad_cohort_options_are_one_line_errors(tmp_path, option, message):
     result = ldseg("cohort", tmp_path, "-o", tmp_path / "out", *option)
     assert result.returncode == 1 and result.stderr.startswith("ldseg: ") and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_without_ray_the_error_says_how_to_get_it_or_run_in_process(mixed_tree, tmp_path):
+    code = "import sys; sys.modules['ray'] = None; from ldseg.cli import main; sys.exit(main(sys.argv[1:]))"
+    result = subprocess.run([sys.executable, "-c", code, "cohort", str(mixed_tree), "-o", str(tmp_path), "--progress",
+                             "none"], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "ldseg: Ray is not installed: pip install 'ldseg[cohort]', or run in this process with --workers 0."
