@@ -295,11 +295,16 @@ def run_in_process(cases: list[Case], job: CohortJob, should_cancel: Callable[[]
         yield "finished", runner.run(case, should_cancel)
 
 
-def run_cohort(args, should_cancel: Callable[[], bool]) -> int:
-    """`ldseg cohort`: returns 0 when every case is done or skipped, 1 when any failed."""
+def run_cohort(args) -> int:
+    """`ldseg cohort`: returns 0 when every case is done or skipped, 1 when any failed.
+
+    Ctrl+C or SIGTERM stops it between cases (in-process: at the segmenter's next check); the cases
+    finished are kept.
+    """
     from .cohort_report import write_report
     from .imageio import ensure_writable_directory
     from .inference import SegmentSettings
+    from .interrupt import STOP
     from .package import load_package
     from .store import resolve_model
 
@@ -330,9 +335,10 @@ def run_cohort(args, should_cancel: Callable[[], bool]) -> int:
     job = CohortJob(model_directory, args.device, settings, output, args.cpus_per_worker if args.workers != 0 else None)
     events = None
     try:
-        with contextlib.redirect_stdout(sys.stderr):  # Ray prints worker-death notices there; stdout is for JSON lines
+        # Ray prints worker-death notices on stdout, which is for the JSON lines
+        with STOP.polled(), contextlib.redirect_stdout(sys.stderr):
             if todo and args.workers == 0:
-                events = run_in_process(todo, job, should_cancel)
+                events = run_in_process(todo, job, STOP)
             elif todo:
                 try:
                     from .cohort_ray import run_on_ray
@@ -341,14 +347,14 @@ def run_cohort(args, should_cancel: Callable[[], bool]) -> int:
                         raise
                     raise LDSegError("Ray is not installed: pip install 'ldseg[cohort]', or run in this process "
                                      "with --workers 0.") from None
-                events = run_on_ray(todo, job, args.workers, args.address, should_cancel, progress.note)
+                events = run_on_ray(todo, job, args.workers, args.address, STOP, progress.note)
             for event in events or ():
                 if event[0] == "finished":
                     rows[event[1]["case_id"]] = event[1]
                     progress.finished(event[1])
                 else:
                     progress.event(*event)
-    except CancelledError:
+    except (CancelledError, KeyboardInterrupt):
         raise CancelledError(
             f"Cohort interrupted: the {sum(r['status'] != 'failed' for r in rows.values())} cases finished are kept; "
             "run the same command again to segment the rest."
