@@ -91,15 +91,18 @@ def test_staple_and_majority_agree_on_unanimous_input(knee_labels):
     np.testing.assert_array_equal(fuse(stats, "mean"), labels)
 
 
-def test_structure_statistics_volume_and_agreement():
+def test_structure_statistics_volume_uncertainty_and_agreement():
     labels = np.zeros((10, 10, 10), dtype=np.uint8)
-    labels[2:6, 2:6, 2:6] = 1  # 64 voxels
+    labels[2:6, 2:6, 2:6] = 1  # a 4 x 4 x 4 cube: 64 voxels, 56 of them on its boundary
     shifted = np.zeros_like(labels)
-    shifted[2:6, 2:6, 3:7] = 1  # overlaps 48 of 64
-    stats = statistics([labels, shifted])
+    shifted[2:6, 2:6, 3:7] = 1  # overlaps 48 of 64; misses the cube's x = 2 face (16 voxels)
+    stats = statistics([labels, labels, shifted])
     fused = fuse(stats, "majority")
+    np.testing.assert_array_equal(fused, labels)
     figures = structure_statistics(fused, stats.uncertainty("disagreement"), stats, 1, voxel_volume_mm3=2.0)
-    assert figures["volume_ml"] == pytest.approx(int((fused == 1).sum()) * 2.0 / 1000)
-    assert figures["mean_pairwise_dice"] == pytest.approx(2 * 48 / 128)
-    assert figures["boundary_uncertainty"] >= 0.0
+    assert figures["volume_ml"] == pytest.approx(64 * 2.0 / 1000)
+    # disagreement 1/3 on the x = 2 face (one sample of three outvoted), 0 elsewhere inside the cube
+    assert figures["mean_uncertainty"] == pytest.approx(16 / 3 / 64)
+    assert figures["boundary_uncertainty"] == pytest.approx(16 / 3 / 56)
+    assert figures["mean_pairwise_dice"] == pytest.approx((1.0 + 2 * (2 * 48 / 128)) / 3)
     assert mean_pairwise_dice([labels == 1]) == 1.0

@@ -16,7 +16,9 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 QtWidgets = pytest.importorskip("PySide6.QtWidgets")
 QtUiTools = pytest.importorskip("PySide6.QtUiTools")
-from PySide6.QtCore import QFile  # noqa: E402
+from PySide6.QtCore import QFile, QPoint, QRect  # noqa: E402
+
+import ldseg.choices as choices  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 PANEL_FILE = REPO / "Resources" / "UI" / "LDSegSlicer.ui"
@@ -70,7 +72,7 @@ def test_the_panel_is_a_valid_qt_designer_file(application):
     assert find(QtWidgets.QPlainTextEdit, "logTextEdit").isReadOnly()
     assert find(QtWidgets.QLabel, "packageInfoLabel") is not None
     samples = find(QtWidgets.QSpinBox, "samplesSpinBox")
-    assert (samples.minimum(), samples.maximum(), samples.value()) == (1, 64, 8)
+    assert (samples.minimum(), samples.maximum(), samples.value()) == (1, choices.MAX_SAMPLES, 8)
     # Slicer widgets fall back to their declared base classes but keep their names and properties.
     selector = find(QtWidgets.QWidget, "outputSegmentationSelector")
     assert selector.property("noneDisplay") == "Create new segmentation"
@@ -106,7 +108,8 @@ def test_a_radiologist_sees_input_model_and_segment_first_and_the_settings_are_f
 
 
 def test_panel_screenshot_shows_the_controls(application, tmp_path):
-    """The panel as Slicer shows it during a run: Advanced and Details folded (stand-in: title only)."""
+    """The panel as Slicer shows it during a run: Advanced and Details folded (stand-in: title only); the choices
+    filled from the engine's registry, and every control in view drawn inside the picture with its text."""
     panel = load(StandInLoader())
     for box in panel.findChildren(QtWidgets.QGroupBox):
         collapsed = box.property("collapsed")
@@ -121,6 +124,10 @@ def test_panel_screenshot_shows_the_controls(application, tmp_path):
     panel.findChild(QtWidgets.QComboBox, "inputVolumeSelector").addItem("LDSegKnee")
     card = json.loads((REPO / "Resources" / "Models" / "knee-bones" / "model-card.json").read_text())
     panel.findChild(QtWidgets.QComboBox, "modelComboBox").addItem(f"{card['name']} {card['version']} (bundled)")
+    offered = {"fusionComboBox": choices.FUSION_METHODS, "uncertaintyComboBox": choices.UNCERTAINTY_MEASURES,
+               "deviceComboBox": choices.DEVICES}
+    for name, items in offered.items():
+        panel.findChild(QtWidgets.QComboBox, name).addItems(list(items))
     progress = panel.findChild(QtWidgets.QProgressBar, "progressBar")
     progress.setFormat("Sampling: %p%")  # a run in progress; no result figures are shown (none were measured)
     progress.setValue(40)
@@ -138,11 +145,24 @@ def test_panel_screenshot_shows_the_controls(application, tmp_path):
     panel.resize(440, 560)
     panel.show()
     application.processEvents()
+
+    for name, items in offered.items():
+        combo = panel.findChild(QtWidgets.QComboBox, name)
+        assert [combo.itemText(i) for i in range(combo.count())] == list(items)
+        assert combo.currentText() == items[0]
+    for kind, name in ((QtWidgets.QComboBox, "inputVolumeSelector"), (QtWidgets.QComboBox, "modelComboBox"),
+                       (QtWidgets.QPushButton, "applyButton"), (QtWidgets.QProgressBar, "progressBar"),
+                       (QtWidgets.QLabel, "statusLabel")):
+        widget = panel.findChild(kind, name)
+        assert widget.isVisible(), name
+        area = QRect(widget.mapTo(panel, QPoint(0, 0)), widget.size())
+        assert panel.rect().contains(area), f"{name} lies outside the picture"
+        drawn = widget.grab().toImage()
+        shades = {drawn.pixel(x, y) for x in range(drawn.width()) for y in range(0, drawn.height(), 2)}
+        assert len(shades) > 3, f"{name} is drawn blank"
     image = panel.grab().toImage()
     path = tmp_path / "panel.png"
     assert image.save(str(path))
-    colors = {image.pixel(x, y) for x in range(0, image.width(), 7) for y in range(0, image.height(), 7)}
-    assert len(colors) > 10, "the panel rendered blank"
     if os.environ.get("LDSEG_UPDATE_SCREENSHOTS") == "1":
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, SCREENSHOT)

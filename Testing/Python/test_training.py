@@ -21,6 +21,7 @@ from ldseg.baseline import (
 from ldseg.errors import LDSegError
 from ldseg.package import load_package
 from ldseg.training import LOG_FILE, TrainConfig, Trainer
+from ldseg.uncertainty import entropy
 
 QUIET = lambda _line: None  # noqa: E731
 
@@ -113,7 +114,11 @@ def test_baseline_training_exports_a_package_that_segments(tmp_path, data):
     prediction = BaselinePredictor(package, torch.device("cpu")).predict(image)
     assert prediction.labels.shape == image.GetSize()[::-1]
     assert prediction.mean_probability.shape == (3, *prediction.labels.shape)
-    assert len(prediction.samples) == 1 and prediction.uncertainty.min() >= 0.0
+    assert len(prediction.samples) == 1
+    np.testing.assert_allclose(prediction.mean_probability.sum(axis=0), 1.0, atol=1e-5)
+    # the baseline's uncertainty is the entropy of its softmax, in [0, log C]
+    np.testing.assert_allclose(prediction.uncertainty, entropy(prediction.mean_probability), atol=1e-6)
+    assert prediction.uncertainty.max() <= np.log(3) + 1e-6
 
 
 def test_a_tampered_baseline_package_is_refused(tmp_path, data):
