@@ -36,6 +36,8 @@ PYTHON_PROBLEM = (
 )
 
 if PYTHON_PROBLEM is None:
+    from ldseg.card import CARD_FILE, ModelCard
+    from ldseg.settings import SegmentSettings
     from LDSegLib import dependencies, display, paths
     from LDSegLib.devices import DeviceProbe
     from LDSegLib.edits import EditTrackers
@@ -265,6 +267,10 @@ class LDSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onModelSelected(self, index: int) -> None:
         model = self._models[index] if 0 <= index < len(self._models) else None
         if self._parameterNode:
+            if model and str(model.directory) != self._parameterNode.model:  # a newly chosen model: its card's defaults
+                diffusion = ModelCard.load(model.directory / CARD_FILE).diffusion
+                self._parameterNode.samples = diffusion.default_samples
+                self._parameterNode.ddimSteps = diffusion.default_steps
             self._parameterNode.model = str(model.directory) if model else ""
 
     def _noModelMessage(self) -> str:
@@ -432,11 +438,11 @@ class LDSegLogic(ScriptedLoadableModuleLogic):
 
     def startSegmentation(self, parameters) -> "SegmentationRun":
         """Starts a background run; refuses while another one is in progress."""
-        settings = RunSettings(
-            model=parameters.model, samples=parameters.samples, steps=parameters.ddimSteps,
-            fusion=parameters.fusion, uncertainty=parameters.uncertaintyMeasure, device=parameters.device,
-            seed=parameters.seed, save_samples=parameters.saveSamples, all_components=parameters.allComponents,
-        )
+        settings = RunSettings(model=parameters.model, device=parameters.device, segment=SegmentSettings(
+            samples=parameters.samples, steps=parameters.ddimSteps, fusion=parameters.fusion,
+            uncertainty=parameters.uncertaintyMeasure, seed=parameters.seed, keep_samples=parameters.saveSamples,
+            largest_component=not parameters.allComponents,
+        ))
         run = SegmentationRun(
             slicer.mrmlScene,
             parameters.inputVolume,

@@ -30,7 +30,8 @@ def measure(args: argparse.Namespace) -> dict:
     import torch
 
     from ldseg.imageio import read_image
-    from ldseg.inference import Segmenter, SegmentSettings, select_device
+    from ldseg.inference import Segmenter, select_device
+    from ldseg.settings import SegmentSettings
     from ldseg.package import load_package
     from ldseg.store import resolve_model
 

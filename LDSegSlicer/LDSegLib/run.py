@@ -11,6 +11,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ldseg.settings import RunSettings
+
 from . import process
 from .input_check import input_problem
 from .scene import DisplaySettings, ImportedResult, ImportTargets, import_result
@@ -20,34 +22,6 @@ from .workdirs import new_work_folder
 
 class RunError(RuntimeError):
     """A run could not start or finish; the message is for the user, as is."""
-
-
-@dataclass
-class RunSettings:
-    """The engine options the panel exposes (names as in `ldseg segment --help`)."""
-
-    model: str = ""
-    samples: int = 8
-    steps: int = 2
-    fusion: str = "mean"
-    uncertainty: str = "entropy"
-    device: str = "auto"
-    seed: int = 0
-    save_samples: bool = False
-    all_components: bool = False
-
-    def cli_options(self) -> dict[str, object]:
-        return {
-            "model": self.model or None,
-            "samples": self.samples,
-            "steps": self.steps,
-            "fusion": self.fusion,
-            "uncertainty": self.uncertainty,
-            "device": self.device,
-            "seed": self.seed,
-            "save-samples": self.save_samples,
-            "all-components": self.all_components,
-        }
 
 
 @dataclass
@@ -81,7 +55,7 @@ class SegmentationRun:
         self.scene = scene
         self.input_volume = input_volume
         self.settings = settings
-        self.targets = targets or ImportTargets(load_samples=settings.save_samples)
+        self.targets = targets or ImportTargets(load_samples=settings.segment.keep_samples)
         self.display = display or DisplaySettings()
         self.sequences_logic = sequences_logic
         self.engine_module = engine_module

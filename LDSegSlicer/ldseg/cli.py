@@ -23,6 +23,7 @@ from pathlib import Path
 from . import __version__
 from .errors import CancelledError, LDSegError
 from .interrupt import STOP
+from .settings import DEFAULT_NOISE_SIGMAS, SegmentSettings
 
 EXIT_ERROR, EXIT_CANCELLED = 1, 130
 
@@ -30,6 +31,8 @@ EXIT_ERROR, EXIT_CANCELLED = 1, 130
 def build_parser() -> argparse.ArgumentParser:
     from .choices import BAND_THRESHOLD, DEVICES, FUSION_METHODS, MAX_SAMPLES, UNCERTAINTY_MEASURES
     from .store import DEFAULT_MODEL
+
+    defaults = SegmentSettings()
 
     parser = argparse.ArgumentParser(prog="ldseg", description="LDSeg latent-diffusion segmentation of knee MRI.")
     parser.add_argument("--version", action="version", version=f"ldseg {__version__}")
@@ -46,11 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--model", default=DEFAULT_MODEL, help=f"model name or folder (default {DEFAULT_MODEL})")
     segment.add_argument("--samples", type=int, help=f"posterior samples N, 1..{MAX_SAMPLES} (default: model card, 8)")
     segment.add_argument("--steps", type=int, help="DDIM steps k (default: model card, 2)")
-    segment.add_argument("--fusion", default="mean", choices=FUSION_METHODS)
-    segment.add_argument("--uncertainty", default="entropy", choices=UNCERTAINTY_MEASURES)
+    segment.add_argument("--fusion", default=defaults.fusion, choices=FUSION_METHODS)
+    segment.add_argument("--uncertainty", default=defaults.uncertainty, choices=UNCERTAINTY_MEASURES)
     segment.add_argument("--device", default="auto", choices=DEVICES)
-    segment.add_argument("--seed", type=int, default=0, help="seed of the noise draws (default 0)")
-    segment.add_argument("--chunk-size", type=int, default=8, help="samples per batch (halved on GPU out-of-memory)")
+    segment.add_argument("--seed", type=int, default=defaults.seed, help=f"seed of the noise draws (default {defaults.seed})")
+    segment.add_argument("--chunk-size", type=int, default=defaults.chunk_size,
+                         help="samples per batch (halved on GPU out-of-memory)")
     segment.add_argument("--save-samples", action="store_true", help="also write each sample as .seg.nrrd")
     segment.add_argument("--all-components", action="store_true",
                          help="keep every connected piece of a structure (default: only the largest, which drops stray islands)")
@@ -91,9 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("data_dir", type=Path, help="folder with images/ and labels/")
     evaluate.add_argument("-o", "--output", type=Path, default=Path("evaluation"), help="folder for JSON and Markdown")
     evaluate.add_argument("--cases", nargs="*", default=(), help="case names (default: all)")
-    evaluate.add_argument("--samples", type=int, default=8)
-    evaluate.add_argument("--steps", type=int, default=2)
-    evaluate.add_argument("--noise", type=float, nargs="*", default=(0.05, 0.10, 0.20),
+    evaluate.add_argument("--samples", type=int, help="posterior samples N of an LDSeg model (default: model card)")
+    evaluate.add_argument("--steps", type=int, help="DDIM steps k of an LDSeg model (default: model card)")
+    evaluate.add_argument("--noise", type=float, nargs="*", default=DEFAULT_NOISE_SIGMAS,
                           help="Gaussian noise sigmas added to the [0, 1]-scaled image")
     evaluate.add_argument("--device", default="auto", choices=DEVICES)
     evaluate.add_argument("--band-threshold", type=float, default=BAND_THRESHOLD,
@@ -134,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "evaluate":
             from .evaluation import run_evaluation
 
-            run_evaluation(args)
+            run_evaluation(args.model, args.data_dir, args.output, tuple(args.cases),
+                           SegmentSettings(samples=args.samples, steps=args.steps), tuple(args.noise), args.device,
+                           args.band_threshold)
         elif args.command == "models":
             return run_models(args)
         return 0
@@ -181,7 +187,7 @@ def _segment(args: argparse.Namespace, output: Path) -> int:
     import SimpleITK as sitk
 
     from .imageio import case_name, read_image
-    from .inference import Segmenter, SegmentSettings, select_device
+    from .inference import Segmenter, select_device
     from .outputs import write_outputs
     from .package import load_package
     from .sample_data import sample_case
@@ -206,13 +212,7 @@ def _segment(args: argparse.Namespace, output: Path) -> int:
 
     device = select_device(args.device)
     package = load_package(resolve_model(args.model), device)
-    card = package.card
-    settings = SegmentSettings(
-        samples=args.samples if args.samples is not None else card.diffusion.default_samples,
-        steps=args.steps if args.steps is not None else card.diffusion.default_steps,
-        fusion=args.fusion, uncertainty=args.uncertainty, seed=args.seed, chunk_size=args.chunk_size,
-        keep_samples=args.save_samples, largest_component=not args.all_components,
-    )
+    settings = segment_settings(args)
     progress = _JsonlProgress() if args.progress == "jsonl" else _BarProgress() if args.progress == "bar" else None
     started = time.perf_counter()
     try:
@@ -231,6 +231,14 @@ def _segment(args: argparse.Namespace, output: Path) -> int:
     elif args.progress == "bar":
         _print_result(result, output, files, seconds)
     return 0
+
+
+def segment_settings(args: argparse.Namespace) -> SegmentSettings:
+    """The settings that `ldseg segment`'s options say; unset --samples/--steps stay unset (the card's)."""
+    return SegmentSettings(
+        samples=args.samples, steps=args.steps, fusion=args.fusion, uncertainty=args.uncertainty, seed=args.seed,
+        chunk_size=args.chunk_size, keep_samples=args.save_samples, largest_component=not args.all_components,
+    )
 
 
 def _dicom_writers(args, result, series, name: str) -> dict:

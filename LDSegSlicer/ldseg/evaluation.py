@@ -28,11 +28,10 @@ far background, trivially correct and certain, would otherwise inflate both figu
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -46,12 +45,12 @@ from .choices import BAND_THRESHOLD
 from .data import Case, find_cases, read_case
 from .errors import LDSegError
 from .imageio import atomic_write_bytes, ensure_writable_directory
+from .settings import DEFAULT_NOISE_SIGMAS, SegmentSettings
 from .training import min_max_scale
 
 REGION_MARGIN = 5  # voxels added around the foreground bounding box for AUROC and ECE
 CALIBRATION_BINS = 20
 NOISE_SEED = 0
-UNCERTAINTY_MEASURE = "entropy"
 REPORT_JSON, REPORT_MARKDOWN = "evaluation.json", "evaluation.md"
 
 
@@ -83,15 +82,12 @@ class LDSegPredictor:
 
     kind = "ldseg"
 
-    def __init__(self, package, device: torch.device, samples: int, steps: int, seed: int = 0) -> None:
-        from .inference import Segmenter, SegmentSettings
+    def __init__(self, package, device: torch.device, settings: SegmentSettings) -> None:
+        from .inference import Segmenter
 
         self.card = package.card
         self.segmenter = Segmenter(package, device)
-        self.segment_settings = SegmentSettings(
-            samples=samples, steps=steps, fusion="mean", uncertainty=UNCERTAINTY_MEASURE, seed=seed, keep_samples=True
-        )
-        self.segment_settings.validate()
+        self.segment_settings = replace(settings, keep_samples=True).for_card(self.card)
         run = self.segment_settings  # the report states what the Segmenter was given, from one place
         self.settings = {"samples": run.samples, "steps": run.steps, "fusion": run.fusion, "uncertainty": run.uncertainty,
                          "largest_component": run.largest_component, "seed": run.seed, "device": str(device)}
@@ -106,7 +102,7 @@ class LDSegPredictor:
         )
 
 
-def load_predictor(model: str, device: torch.device, samples: int, steps: int) -> Predictor:
+def load_predictor(model: str, device: torch.device, settings: SegmentSettings) -> Predictor:
     """A baseline package folder gives the baseline; anything else is resolved as an LDSeg model."""
     from .baseline import BaselinePredictor, is_baseline_package, load_baseline_package
     from .package import load_package
@@ -114,7 +110,7 @@ def load_predictor(model: str, device: torch.device, samples: int, steps: int) -
 
     if is_baseline_package(model):
         return BaselinePredictor(load_baseline_package(model, device), device)
-    return LDSegPredictor(load_package(resolve_model(model), device), device, samples, steps)
+    return LDSegPredictor(load_package(resolve_model(model), device), device, settings)
 
 
 # --- metrics --------------------------------------------------------------------------------------
@@ -372,28 +368,39 @@ def _case_line(name: str, figures: dict[str, Any]) -> str:
     return f"{name}: {dices}; uncertainty AUROC {_cell(auroc_value, 3)}; {figures['seconds']:.1f} s per segmentation"
 
 
-def run_evaluation(args: argparse.Namespace) -> dict[str, Any]:
-    """Evaluates args.model on args.data_dir (args.cases, or all) and writes evaluation.json and .md."""
+def run_evaluation(
+    model: str,
+    data_dir: Path,
+    output: Path,
+    cases: tuple[str, ...] = (),
+    settings: SegmentSettings = SegmentSettings(),
+    noise: tuple[float, ...] = DEFAULT_NOISE_SIGMAS,
+    device: str = "auto",
+    band_threshold: float = BAND_THRESHOLD,
+) -> dict[str, Any]:
+    """Evaluates `model` on `data_dir` (the named cases, or all) and writes evaluation.json and .md into `output`.
+
+    `settings` say how an LDSeg model segments (unset fields: its card's defaults); a baseline ignores them.
+    """
     from .inference import select_device
 
-    if any(sigma < 0 for sigma in args.noise):
-        raise LDSegError(f"Noise sigmas must be >= 0 (got {list(args.noise)}).")
-    output = ensure_writable_directory(args.output)
-    cases = find_cases(args.data_dir, tuple(args.cases))
-    device = select_device(args.device)
-    predictor = load_predictor(args.model, device, args.samples, args.steps)
+    if any(sigma < 0 for sigma in noise):
+        raise LDSegError(f"Noise sigmas must be >= 0 (got {list(noise)}).")
+    output = ensure_writable_directory(output)
+    found = find_cases(data_dir, tuple(cases))
+    predictor = load_predictor(model, select_device(device), settings)
     results: dict[str, dict[str, Any]] = {}
-    for index, case in enumerate(cases, 1):
-        print(f"[{index}/{len(cases)}] {case.name}: segmenting (clean, then {len(args.noise)} noise level(s))", flush=True)
-        results[case.name] = evaluate_case(predictor, case, tuple(args.noise), args.band_threshold)
-        print(f"[{index}/{len(cases)}] " + _case_line(case.name, results[case.name]), flush=True)
+    for index, case in enumerate(found, 1):
+        print(f"[{index}/{len(found)}] {case.name}: segmenting (clean, then {len(noise)} noise level(s))", flush=True)
+        results[case.name] = evaluate_case(predictor, case, tuple(noise), band_threshold)
+        print(f"[{index}/{len(found)}] " + _case_line(case.name, results[case.name]), flush=True)
     card = predictor.card
     report = {
         "model": {"name": card.name, "version": card.version, "kind": predictor.kind, "weights_sha256": card.weights_sha256},
-        "data_dir": str(args.data_dir),
-        "settings": {**predictor.settings, "noise_sigmas": [float(s) for s in args.noise], "noise_seed": NOISE_SEED,
-                     "band_threshold": args.band_threshold},
-        "uncertainty_measure": predictor.settings.get("uncertainty", UNCERTAINTY_MEASURE),
+        "data_dir": str(data_dir),
+        "settings": {**predictor.settings, "noise_sigmas": [float(s) for s in noise], "noise_seed": NOISE_SEED,
+                     "band_threshold": band_threshold},
+        "uncertainty_measure": predictor.settings["uncertainty"],
         "uncertainty_region": f"bounding box of union(true, predicted foreground) grown by {REGION_MARGIN} voxels",
         "cases": results,
         "mean": summarise(results, [label.name for label in card.labels]),

@@ -16,7 +16,7 @@ import SimpleITK as sitk
 import torch
 
 from .card import ModelCard
-from .choices import DEVICES, FUSION_METHODS, MAX_STEPS, MAX_SAMPLES, UNCERTAINTY_MEASURES
+from .choices import DEVICES
 from .errors import CancelledError, LDSegError
 from .fusion import fuse
 from .imageio import validate_image
@@ -25,6 +25,7 @@ from .posterior import draw_samples, initial_noise
 from .postprocess import keep_largest_components
 from .preprocess import prepare_image, probabilities_to_input_grid
 from .sampler import cosine_alphas_cumprod
+from .settings import SegmentSettings
 from .uncertainty import SampleStatistics, structure_statistics
 
 Progress = Callable[[str, float], None]  # (stage, overall fraction 0..1)
@@ -39,9 +40,9 @@ def select_device(requested: str = "auto") -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if cuda else "mps" if mps else "cpu")
     if requested == "cuda" and not cuda:
-        raise LDSegError("A CUDA GPU was requested but none is available to PyTorch; use --device auto or cpu.")
+        raise LDSegError("A CUDA GPU was requested but none is available to PyTorch; choose the device auto or cpu.")
     if requested == "mps" and not mps:
-        raise LDSegError("Apple MPS was requested but is not available; use --device auto or cpu.")
+        raise LDSegError("Apple MPS was requested but is not available; choose the device auto or cpu.")
     return torch.device(requested)
 
 
@@ -52,34 +53,6 @@ def describe_devices() -> str:
     if torch.backends.mps.is_available():
         return "Apple MPS"
     return f"CPU only ({torch.get_num_threads()} threads)"
-
-
-@dataclass(frozen=True)
-class SegmentSettings:
-    samples: int = 8
-    steps: int = 2
-    fusion: str = "mean"
-    uncertainty: str = "entropy"
-    seed: int | None = 0
-    chunk_size: int = 8
-    keep_samples: bool = False
-    largest_component: bool = True  # drop islands apart from each structure's largest piece
-
-    def validate(self) -> None:
-        if not 1 <= self.samples <= MAX_SAMPLES:
-            raise LDSegError(f"--samples must be between 1 and {MAX_SAMPLES} (got {self.samples}); 8 is a good default.")
-        if not 1 <= self.steps <= MAX_STEPS:
-            raise LDSegError(f"--steps must be between 1 and {MAX_STEPS} (got {self.steps}); LDSeg needs only 2.")
-        if self.fusion not in FUSION_METHODS:
-            raise LDSegError(f"Unknown fusion {self.fusion!r}; choose one of {', '.join(FUSION_METHODS)}.")
-        if self.uncertainty not in UNCERTAINTY_MEASURES:
-            raise LDSegError(
-                f"Unknown uncertainty measure {self.uncertainty!r}; choose one of {', '.join(UNCERTAINTY_MEASURES)}."
-            )
-        if self.seed is not None and not 0 <= self.seed < 2**63:
-            raise LDSegError(f"--seed must be between 0 and 2^63 - 1 (got {self.seed}).")
-        if self.chunk_size < 1:
-            raise LDSegError(f"The chunk size must be at least 1 (got {self.chunk_size}).")
 
 
 @dataclass
@@ -126,7 +99,7 @@ class Segmenter:
         should_cancel: ShouldCancel | None = None,
         name: str = "input",
     ) -> SegmentationResult:
-        settings.validate()
+        settings = settings.for_card(self.card)
         minimum = tuple(max(8, size // 4) for size in self.card.model_grid)
         validate_image(image, name, min_size=minimum)  # type: ignore[arg-type]
         report = _Reporter(progress, should_cancel)
@@ -204,7 +177,7 @@ class Segmenter:
                     mark = time.perf_counter()
             except torch.cuda.OutOfMemoryError:
                 if chunk_size == 1:
-                    raise LDSegError("The GPU ran out of memory even for one sample at a time; use --device cpu.") from None
+                    raise LDSegError("The GPU ran out of memory even for one sample at a time; run on the CPU.") from None
                 chunk_size //= 2
                 torch.cuda.empty_cache()
 

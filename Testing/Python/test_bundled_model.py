@@ -18,7 +18,8 @@ import torch
 from conftest import REPO
 from ldseg.download import sha256_of
 from ldseg.evaluation import dice
-from ldseg.inference import Segmenter, SegmentSettings
+from ldseg.inference import Segmenter
+from ldseg.settings import SegmentSettings
 from ldseg.package import load_package
 from ldseg.store import DEFAULT_MODEL, bundled_directory, resolve_model
 

@@ -93,8 +93,8 @@ def test_errors_are_one_line_and_leave_no_files(random_model, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--samples", "0"], "--samples must be between 1 and 64"),
-        (["--samples", "5000"], "--samples must be between 1 and 64"),
+        (["--samples", "0"], "number of samples must be between 1 and 64"),
+        (["--samples", "5000"], "number of samples must be between 1 and 64"),
         (["--model", "no-such-model"], "Model 'no-such-model' was not found"),
     ],
 )

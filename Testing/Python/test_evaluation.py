@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,6 +22,7 @@ from ldseg.errors import LDSegError
 from ldseg.evaluation import Prediction
 from ldseg.networks import LDSegNetwork
 from ldseg.package import save_package
+from ldseg.settings import SegmentSettings
 
 SPACING_ZYX = (2.0, 1.0, 0.5)  # anisotropic, so a mix-up of the axis order changes every distance
 
@@ -284,17 +284,15 @@ def tiny_baseline_model(tmp_path_factory) -> Path:
     return directory
 
 
-def arguments(model: Path, data_dir: Path, output: Path, **overrides) -> argparse.Namespace:
-    values = dict(model=str(model), data_dir=data_dir, output=output, cases=[], samples=2, steps=1,
-                  noise=[0.05, 0.2], device="cpu", band_threshold=0.2)
-    values.update(overrides)
-    return argparse.Namespace(**values)
+def evaluate(model: Path, data_dir: Path, output: Path, noise=(0.05, 0.2)) -> dict:
+    return evaluation.run_evaluation(str(model), data_dir, output, settings=SegmentSettings(samples=2, steps=1),
+                                     noise=tuple(noise), device="cpu", band_threshold=0.2)
 
 
 @pytest.mark.parametrize("model", ["tiny_ldseg_model", "tiny_baseline_model"])
 def test_evaluation_writes_json_and_markdown_for_either_kind_of_model(model, tiny_data, tmp_path, request, capsys):
     torch.set_num_threads(1)
-    report = evaluation.run_evaluation(arguments(request.getfixturevalue(model), tiny_data, tmp_path / "out"))
+    report = evaluate(request.getfixturevalue(model), tiny_data, tmp_path / "out")
     written = json.loads((tmp_path / "out" / "evaluation.json").read_text())
     assert written == json.loads(json.dumps(report))
     assert set(written["cases"]) == {"case1", "case2"}
@@ -310,9 +308,12 @@ def test_evaluation_writes_json_and_markdown_for_either_kind_of_model(model, tin
 def test_the_evaluate_command_runs_one_case(tiny_ldseg_model, tiny_data, tmp_path):
     torch.set_num_threads(1)
     status = cli_main(["evaluate", str(tiny_ldseg_model), str(tiny_data), "-o", str(tmp_path), "--cases", "case2",
-                       "--samples", "2", "--steps", "1", "--noise", "--device", "cpu"])
+                       "--noise", "--device", "cpu"])
     assert status == 0
-    assert list(json.loads((tmp_path / "evaluation.json").read_text())["cases"]) == ["case2"]
+    report = json.loads((tmp_path / "evaluation.json").read_text())
+    assert list(report["cases"]) == ["case2"]
+    diffusion = ModelCard.load(tiny_ldseg_model / "model-card.json").diffusion  # no --samples/--steps: the card's
+    assert (report["settings"]["samples"], report["settings"]["steps"]) == (diffusion.default_samples, diffusion.default_steps)
 
 
 def test_evaluation_reads_the_shared_knee_cases(data_dir, tiny_baseline_model, tmp_path):
@@ -322,7 +323,7 @@ def test_evaluation_reads_the_shared_knee_cases(data_dir, tiny_baseline_model, t
     for folder, path in (("images", case.image_path), ("labels", case.label_path)):
         (tmp_path / "data" / folder).mkdir(parents=True)
         sitk.WriteImage(sitk.Shrink(sitk.ReadImage(str(path)), [3, 3, 3]), str(tmp_path / "data" / folder / "knee4.nii.gz"))
-    report = evaluation.run_evaluation(arguments(tiny_baseline_model, tmp_path / "data", tmp_path / "out", noise=[0.1]))
+    report = evaluate(tiny_baseline_model, tmp_path / "data", tmp_path / "out", noise=[0.1])
     assert set(report["cases"]["knee4"]["structures"]) == {"Femur", "Tibia"}
 
 
@@ -346,10 +347,10 @@ def write_pair(data_dir: Path, image: np.ndarray, labels: np.ndarray, label_spac
 def test_evaluation_refuses_bad_data(make_data, message, tiny_baseline_model, tmp_path):
     data_dir = make_data(tmp_path / "data")
     with pytest.raises(LDSegError, match=message):
-        evaluation.run_evaluation(arguments(tiny_baseline_model, data_dir, tmp_path / "out"))
+        evaluate(tiny_baseline_model, data_dir, tmp_path / "out")
     assert not (tmp_path / "out" / "evaluation.json").exists()
 
 
 def test_evaluation_refuses_negative_noise(tiny_baseline_model, tiny_data, tmp_path):
     with pytest.raises(LDSegError, match="sigmas"):
-        evaluation.run_evaluation(arguments(tiny_baseline_model, tiny_data, tmp_path, noise=[-0.1]))
+        evaluate(tiny_baseline_model, tiny_data, tmp_path, noise=[-0.1])

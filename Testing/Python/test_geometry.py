@@ -6,7 +6,8 @@ import SimpleITK as sitk
 import torch
 
 from conftest import bundled_card, oblique_anisotropic
-from ldseg.inference import Segmenter, SegmentSettings
+from ldseg.inference import Segmenter
+from ldseg.settings import SegmentSettings
 from ldseg.package import load_package
 from ldseg.preprocess import AxisOrientation, prepare_image, probabilities_to_input_grid
 

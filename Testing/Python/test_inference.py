@@ -8,7 +8,8 @@ import SimpleITK as sitk
 import torch
 
 from ldseg.errors import CancelledError, LDSegError
-from ldseg.inference import Segmenter, SegmentSettings, select_device
+from ldseg.inference import Segmenter, select_device
+from ldseg.settings import SegmentSettings
 from ldseg.package import load_package
 from ldseg.store import resolve_model
 
@@ -77,9 +78,9 @@ def test_cancel_stops_during_sampling(segmenter, small_knee):
 @pytest.mark.parametrize(
     "settings, message",
     [
-        (SegmentSettings(samples=0), "--samples must be between 1 and 64"),
-        (SegmentSettings(samples=100000), "--samples must be between 1 and 64"),
-        (SegmentSettings(steps=0), "--steps must be between"),
+        (SegmentSettings(samples=0), "number of samples must be between 1 and 64"),
+        (SegmentSettings(samples=100000), "number of samples must be between 1 and 64"),
+        (SegmentSettings(steps=0), "number of DDIM steps must be between"),
         (SegmentSettings(fusion="average"), "Unknown fusion 'average'"),
         (SegmentSettings(uncertainty="confidence"), "Unknown uncertainty measure 'confidence'"),
     ],

@@ -11,7 +11,8 @@ from scene_fixtures import make_slicer_scene
 slicer = pytest.importorskip("slicer")
 
 from LDSegLib import process  # noqa: E402
-from LDSegLib.run import RunSettings, SegmentationRun  # noqa: E402
+from LDSegLib.run import SegmentationRun  # noqa: E402
+from ldseg.settings import RunSettings, SegmentSettings  # noqa: E402
 
 
 def test_engine_command_line_result_becomes_scene_nodes(random_model, small_knee, tmp_path):
@@ -26,7 +27,8 @@ def test_engine_command_line_result_becomes_scene_nodes(random_model, small_knee
     sitk.WriteImage(small_knee, str(image_path))
     app = make_slicer_scene()
     volume = app.load_volume(image_path, "knee1")
-    settings = RunSettings(model=str(chosen), samples=2, steps=2, device="cpu", seed=3, save_samples=True)
+    settings = RunSettings(model=str(chosen), device="cpu",
+                           segment=SegmentSettings(samples=2, steps=2, seed=3, keep_samples=True))
     run = SegmentationRun(app.scene, volume, settings, sequences_logic=app.sequences_logic, python=sys.executable)
     run.start()
     state = run.wait(timeout=900)

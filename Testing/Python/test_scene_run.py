@@ -16,7 +16,10 @@ from scene_fixtures import make_slicer_scene, write_input_image
 slicer = pytest.importorskip("slicer")
 
 from LDSegLib import process  # noqa: E402
-from LDSegLib.run import RunError, RunSettings, RunSlot, SegmentationRun  # noqa: E402
+from LDSegLib.run import RunError, RunSlot, SegmentationRun  # noqa: E402
+from ldseg import cli  # noqa: E402
+from ldseg.settings import RunSettings, SegmentSettings  # noqa: E402
+from ldseg.store import DEFAULT_MODEL  # noqa: E402
 
 TESTING_DIRECTORY = Path(__file__).resolve().parent
 
@@ -33,7 +36,7 @@ def make_run(app, volume, mode, save_samples=False, **extra):
     return SegmentationRun(
         app.scene,
         volume,
-        RunSettings(samples=3, save_samples=save_samples),
+        RunSettings(segment=SegmentSettings(samples=3, keep_samples=save_samples)),
         sequences_logic=app.sequences_logic,
         engine_module="fake_ldseg_cli",
         environment=fake_engine_environment(mode, **extra),
@@ -51,18 +54,19 @@ def case(tmp_path):
     return app, app.load_volume(write_input_image(tmp_path), "knee 1")
 
 
-def test_command_line_carries_the_panel_settings():
-    settings = RunSettings(model="ldseg-knee", samples=4, steps=3, fusion="staple", uncertainty="entropy",
-                           device="cpu", seed=7, save_samples=True, all_components=True)
+@pytest.mark.parametrize("settings", [
+    RunSettings(model="ldseg-knee", device="cpu", segment=SegmentSettings(
+        samples=4, steps=3, fusion="staple", uncertainty="variance", seed=7, chunk_size=2, keep_samples=True,
+        largest_component=False)),
+    RunSettings(),  # unset samples and steps: the engine takes the model card's
+])
+def test_the_command_line_the_panel_runs_says_exactly_its_settings(settings):
+    """The engine's own parser reads back the very settings the panel asked for."""
     command = process.segment_command(Path("in.nrrd"), Path("out"), settings.cli_options(), python="py")
     assert command[:9] == ["py", "-m", "ldseg.cli", "segment", "in.nrrd", "-o", "out", "--progress", "jsonl"]
-    options = command[9:]
-    for flag, value in [("--model", "ldseg-knee"), ("--samples", "4"), ("--steps", "3"), ("--fusion", "staple"),
-                        ("--device", "cpu"), ("--seed", "7")]:
-        assert options[options.index(flag) + 1] == value
-    assert "--save-samples" in options and "--all-components" in options
-    defaults = process.segment_command(Path("a"), Path("b"), RunSettings().cli_options(), "py")
-    assert "--save-samples" not in defaults and "--all-components" not in defaults
+    args = cli.build_parser().parse_args(command[3:])
+    assert cli.segment_settings(args) == settings.segment
+    assert (args.model, args.device) == (settings.model or DEFAULT_MODEL, settings.device)
 
 
 def test_a_successful_run_reports_progress_and_imports_the_result(case):
