@@ -1,30 +1,23 @@
-"""Reads the engine's JSON summary (<name>.json), the one place that knows its layout.
+"""Reads the engine's JSON summary (<name>.json) into what the scene layer imports.
 
-The command line writes the summary next to the result files; the scene layer imports what it lists.
+The layout is the engine's result contract, ldseg.summary.RunSummary, parsed with the same class that
+wrote it; this module only turns its file names into absolute paths.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ldseg.card import Code, Label
+from ldseg.card import Label
+from ldseg.summary import RunSummary, StructureFigures
 
 
 class SummaryError(ValueError):
     """The summary is missing, unreadable or lacks what the import needs; the message says which."""
-
-
-@dataclass(frozen=True)
-class StructureStatistics:
-    """Per-structure figures computed by the engine (definitions live in ldseg/uncertainty.py)."""
-
-    volume_ml: float
-    mean_uncertainty: float
-    boundary_uncertainty: float
-    mean_pairwise_dice: float
 
 
 @dataclass(frozen=True)
@@ -40,7 +33,7 @@ class EngineResult:
     uncertainty_measure: str
     uncertainty_range: tuple[float, float]
     sample_paths: tuple[Path, ...] = ()
-    statistics: dict[str, StructureStatistics] = field(default_factory=dict)
+    statistics: dict[str, StructureFigures] = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
     seconds: float | None = None
     device: str = ""  # what the engine ran on, as it said
@@ -62,55 +55,36 @@ def read_summary(path: str | Path) -> EngineResult:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise SummaryError(f"The engine summary {path} cannot be read ({error}).") from None
     try:
-        return _parse(data, path)
+        summary = RunSummary.from_plain(data, "summary")
     except (KeyError, TypeError, ValueError) as error:
-        raise SummaryError(f"The engine summary {path} lacks what LDSeg needs ({error!r}).") from None
+        raise SummaryError(f"The engine summary {path} is not one this LDSeg reads: {error}.") from None
+    return _engine_result(summary, path)
 
 
-def _parse(data: dict, path: Path) -> EngineResult:
-    folder = path.parent
-    files = data["files"]
-    model = data["model"]
-    labels = _labels(data.get("labels"))
-    measure = str(data["settings"]["uncertainty"])
-    low, high = data["uncertainty_range"]
-    statistics = {
-        name: StructureStatistics(
-            volume_ml=float(values["volume_ml"]),
-            mean_uncertainty=float(values["mean_uncertainty"]),
-            boundary_uncertainty=float(values.get("boundary_uncertainty", math.nan)),
-            mean_pairwise_dice=float(values.get("mean_pairwise_dice", math.nan)),
-        )
-        for name, values in data.get("structures", {}).items()
-    }
-    samples = sorted(key for key in files if key.startswith("sample_"))
+def _engine_result(summary: RunSummary, path: Path) -> EngineResult:
+    folder, files = path.parent, summary.files
+    missing = sorted({"segmentation", "uncertainty"} - set(files))
+    if missing:
+        raise SummaryError(f"The engine summary {path} lists no {' or '.join(missing)} file.")
     return EngineResult(
         summary_path=path,
-        model_name=str(model["name"]),
-        model_version=str(model["version"]),
-        labels=labels,
+        model_name=summary.model.name,
+        model_version=summary.model.version,
+        labels=summary.labels,
         segmentation_path=folder / files["segmentation"],
         uncertainty_path=folder / files["uncertainty"],
-        uncertainty_measure=measure,
-        uncertainty_range=(float(low), float(high)),
-        sample_paths=tuple(folder / files[key] for key in samples),
-        statistics=statistics,
-        settings=dict(data["settings"]),
-        seconds=data.get("timings_seconds", {}).get("total"),
-        device=str(data.get("device", "")),
-        timings=dict(data.get("timings_seconds", {})),
+        uncertainty_measure=summary.settings.uncertainty,
+        uncertainty_range=summary.uncertainty_range,
+        sample_paths=tuple(folder / files[key] for key in sorted(files) if key.startswith("sample_")),
+        statistics={name: _nan_for_none(figures) for name, figures in summary.structures.items()},
+        settings=dataclasses.asdict(summary.settings),
+        seconds=summary.timings_seconds.get("total"),
+        device=summary.device,
+        timings=dict(summary.timings_seconds),
     )
 
 
-def _labels(items: list[dict] | None) -> tuple[Label, ...]:
-    """The model card's labels when the summary lists them; else empty (the segments describe themselves)."""
-    return tuple(
-        Label(
-            value=int(item["value"]),
-            name=str(item["name"]),
-            color=tuple(float(c) for c in item["color"]),  # type: ignore[arg-type]
-            category=Code(**item["category"]),
-            type=Code(**item["type"]),
-        )
-        for item in items or ()
-    )
+def _nan_for_none(figures: StructureFigures) -> StructureFigures:
+    """A figure the engine could not compute (JSON null) as NaN, which the statistics table shows as empty."""
+    values = dataclasses.asdict(figures)
+    return StructureFigures(**{key: math.nan if value is None else value for key, value in values.items()})

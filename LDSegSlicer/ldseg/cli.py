@@ -223,7 +223,7 @@ def _segment(args: argparse.Namespace, output: Path) -> int:
             progress.close()
     _emit(progress, "Writing results", 1.0)
     dicom_files = _dicom_writers(args, result, dicom_series, name) if dicom_series is not None else {}
-    files = write_outputs(result, image, output, name, {"input": str(input_path)}, dicom_files)
+    files = write_outputs(result, image, output, name, str(input_path), dicom_files)
     seconds = time.perf_counter() - started
     summary_path = output / files["summary"]
     if args.progress == "jsonl":
@@ -283,8 +283,8 @@ def _print_result(result, output: Path, files: dict[str, str], seconds: float) -
     print(f"LDSeg {result.card.name} {result.card.version} on {result.device}: "
           f"{result.settings.samples} samples, {result.settings.steps} DDIM steps, {seconds:.1f} s")
     for structure, figures in result.structures.items():
-        print(f"  {structure}: {figures['volume_ml']:.1f} mL, mean {result.settings.uncertainty} "
-              f"{figures['mean_uncertainty']:.3f}, sample agreement (mean pairwise Dice) {figures['mean_pairwise_dice']:.3f}")
+        print(f"  {structure}: {figures.volume_ml:.1f} mL, mean {result.settings.uncertainty} "
+              f"{figures.mean_uncertainty:.3f}, sample agreement (mean pairwise Dice) {figures.mean_pairwise_dice:.3f}")
     for kind, file in files.items():
         print(f"  {kind}: {output / file}")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import SimpleITK as sitk
@@ -26,6 +26,7 @@ from .postprocess import keep_largest_components
 from .preprocess import prepare_image, probabilities_to_input_grid
 from .sampler import cosine_alphas_cumprod
 from .settings import SegmentSettings
+from .summary import StructureFigures
 from .uncertainty import SampleStatistics, structure_statistics
 
 Progress = Callable[[str, float], None]  # (stage, overall fraction 0..1)
@@ -63,21 +64,11 @@ class SegmentationResult:
     uncertainty: sitk.Image  # float32
     mean_probability: np.ndarray  # (C, z, y, x) float32
     samples: list[sitk.Image]
-    structures: dict[str, dict[str, float]]
+    structures: dict[str, StructureFigures]
     settings: SegmentSettings
     card: ModelCard
     device: str
     timings: dict[str, float] = field(default_factory=dict)
-
-    def summary(self) -> dict:
-        return {
-            "model": {"name": self.card.name, "version": self.card.version, "weights_sha256": self.card.weights_sha256},
-            "labels": [asdict(label) for label in self.card.labels],
-            "settings": asdict(self.settings),
-            "device": self.device,
-            "structures": self.structures,
-            "timings_seconds": {name: round(value, 3) for name, value in self.timings.items()},
-        }
 
 
 class Segmenter:

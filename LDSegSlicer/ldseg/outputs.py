@@ -6,8 +6,6 @@ colors, SNOMED CT terminology and DICOM algorithm tags, so Slicer loads it as is
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from .card import Label, ModelCard
 from .errors import LDSegError
 from .imageio import itk_message, staged_outputs
 from .inference import SegmentationResult
+from .summary import SUMMARY_FORMAT_VERSION, ModelIdentity, RunSummary
 from .uncertainty import uncertainty_range
 
 # Must match SegmentationCategoryTypeContextName in Resources/Terminology/ldseg-knee.term.json.
@@ -92,7 +91,7 @@ def write_outputs(
     image: sitk.Image,
     directory: Path,
     name: str,
-    extra_summary: dict | None = None,
+    input_description: str = "",
     extra_files: dict[str, tuple[str, ExtraWriter]] | None = None,
 ) -> dict[str, str]:
     """Writes every result file for `name` into `directory`, all or nothing; returns {kind: file name}.
@@ -114,9 +113,7 @@ def write_outputs(
             for kind, (file_name, writer) in (extra_files or {}).items():
                 writer(staging / file_name)
                 files[kind] = file_name
-            summary = {**result.summary(), **(extra_summary or {}), "files": files}
-            summary["uncertainty_range"] = uncertainty_range(result.settings.uncertainty, result.card.num_classes)
-            text = json.dumps(finite(summary), indent=2, allow_nan=False) + "\n"
+            text = run_summary(result, files, input_description).to_json()
             (staging / files["summary"]).write_text(text, encoding="utf-8")
     except OSError as error:  # disk full, quota, permissions (ITK reports these as RuntimeError, below)
         raise LDSegError(f"Cannot write the results into {directory} ({error.strerror or error}); "
@@ -129,17 +126,21 @@ def write_outputs(
     return files
 
 
-def finite(value):
-    """`value` with NaN and infinities (a structure that was not found, say) as JSON null."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite(item) for item in value]
-    if isinstance(value, np.generic):
-        return finite(value.item())
-    return value
+def run_summary(result: SegmentationResult, files: dict[str, str], input_description: str = "") -> RunSummary:
+    """The result contract (ldseg/summary.py) of one run."""
+    card = result.card
+    return RunSummary(
+        format_version=SUMMARY_FORMAT_VERSION,
+        model=ModelIdentity(card.name, card.version, card.weights_sha256),
+        settings=result.settings,
+        device=result.device,
+        structures=result.structures,
+        uncertainty_range=uncertainty_range(result.settings.uncertainty, card.num_classes),
+        files=files,
+        labels=card.labels,
+        timings_seconds={stage: round(seconds, 3) for stage, seconds in result.timings.items()},
+        input=input_description,
+    )
 
 
 def write_qc_picture(image: sitk.Image, result: SegmentationResult, path: Path) -> None:

@@ -44,7 +44,9 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     if origin is dict or hint is dict:
         if not isinstance(value, dict):
             raise TypeError(f"{where} must be a mapping")
-        return dict(value)
+        if not args:
+            return dict(value)
+        return {_convert(args[0], key, where): _convert(args[1], item, f"{where}.{key}") for key, item in value.items()}
     if hint is Any:
         return value
     if hint is float:

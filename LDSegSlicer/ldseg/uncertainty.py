@@ -26,6 +26,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .choices import UNCERTAINTY_MEASURES
+from .summary import StructureFigures
 
 
 def entropy(probabilities: np.ndarray) -> np.ndarray:
@@ -144,14 +145,14 @@ def mean_pairwise_dice(masks: list[np.ndarray]) -> float:
 
 def structure_statistics(
     fused: np.ndarray, uncertainty: np.ndarray, stats: SampleStatistics, label_value: int, voxel_volume_mm3: float
-) -> dict[str, float]:
+) -> StructureFigures:
     """Volume, mean inside/boundary uncertainty and sample agreement for one structure."""
     mask = fused == label_value
     edge = boundary(mask) if mask.any() else mask
     sample_masks = [labels == label_value for labels in stats.sample_labels]
-    return {
-        "volume_ml": round(float(mask.sum()) * voxel_volume_mm3 / 1000.0, 3),
-        "mean_uncertainty": float(uncertainty[mask].mean()) if mask.any() else 0.0,
-        "boundary_uncertainty": float(uncertainty[edge].mean()) if edge.any() else 0.0,
-        "mean_pairwise_dice": mean_pairwise_dice(sample_masks),
-    }
+    return StructureFigures(
+        volume_ml=round(float(mask.sum()) * voxel_volume_mm3 / 1000.0, 3),
+        mean_uncertainty=float(uncertainty[mask].mean()) if mask.any() else 0.0,
+        boundary_uncertainty=float(uncertainty[edge].mean()) if edge.any() else 0.0,
+        mean_pairwise_dice=mean_pairwise_dice(sample_masks),
+    )

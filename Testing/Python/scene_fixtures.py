@@ -6,7 +6,6 @@ tested without running the model; tests that run the real engine use the same sc
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import tempfile
@@ -18,6 +17,10 @@ import numpy as np
 MODULE_DIRECTORY = Path(__file__).resolve().parents[2] / "LDSegSlicer"
 if str(MODULE_DIRECTORY) not in sys.path:
     sys.path.insert(0, str(MODULE_DIRECTORY))
+
+from ldseg.card import knee_labels  # noqa: E402
+from ldseg.settings import SegmentSettings  # noqa: E402
+from ldseg.summary import SUMMARY_FORMAT_VERSION, ModelIdentity, RunSummary, StructureFigures  # noqa: E402
 
 # Oblique, anisotropic voxel grid (i, j, k) -> LPS, so geometry mistakes show.
 IJK_TO_LPS = np.array(
@@ -129,16 +132,6 @@ def write_input_image(folder: Path, name: str = "knee") -> Path:
     return path
 
 
-def label_dicts() -> list[dict]:
-    anatomical = {"scheme": "SCT", "code": "123037004", "meaning": "Anatomical Structure"}
-    return [
-        {"value": 1, "name": "Femur", "color": list(FEMUR_COLOR), "category": anatomical,
-         "type": {"scheme": "SCT", "code": "71341001", "meaning": "Bone structure of femur"}},
-        {"value": 2, "name": "Tibia", "color": list(TIBIA_COLOR), "category": anatomical,
-         "type": {"scheme": "SCT", "code": "12611008", "meaning": "Bone structure of tibia"}},
-    ]
-
-
 def write_engine_outputs(folder: Path, name: str = "knee", samples: int = 3, with_labels: bool = True) -> Path:
     """Files shaped like `ldseg segment` output (ldseg/outputs.py); returns the summary path.
 
@@ -168,23 +161,17 @@ def write_engine_outputs(folder: Path, name: str = "knee", samples: int = 3, wit
         "summary": f"{name}.json",
         **{f"sample_{number:02d}": sample_name for number, sample_name in enumerate(sample_names)},
     }
-    summary = {
-        "model": {"name": "ldseg-knee", "version": "1.2.0", "weights_sha256": "0" * 64},
-        "settings": {"samples": samples, "steps": 2, "fusion": "mean", "uncertainty": "entropy", "seed": 0,
-                     "chunk_size": 8, "keep_samples": samples > 0},
-        "device": "cpu",
-        "structures": {
-            "Femur": {"volume_ml": 12.5, "mean_uncertainty": 0.12, "boundary_uncertainty": 0.6,
-                      "mean_pairwise_dice": 0.95},
-            "Tibia": {"volume_ml": 10.25, "mean_uncertainty": 0.05, "boundary_uncertainty": 0.3,
-                      "mean_pairwise_dice": 0.98},
-        },
-        "timings_seconds": {"sampling": 3.0, "total": 4.2},
-        "files": files,
-        "uncertainty_range": [0.0, math.log(3)],
-    }
-    if with_labels:
-        summary["labels"] = label_dicts()
+    summary = RunSummary(
+        format_version=SUMMARY_FORMAT_VERSION,
+        model=ModelIdentity("ldseg-knee", "1.2.0", "0" * 64),
+        settings=SegmentSettings(samples=max(samples, 1), steps=2, keep_samples=samples > 0),
+        device="cpu",
+        structures={"Femur": StructureFigures(12.5, 0.12, 0.6, 0.95), "Tibia": StructureFigures(10.25, 0.05, 0.3, 0.98)},
+        uncertainty_range=(0.0, math.log(3)),
+        files=files,
+        labels=knee_labels() if with_labels else (),
+        timings_seconds={"sampling": 3.0, "total": 4.2},
+    )
     path = folder / f"{name}.json"
-    path.write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    path.write_text(summary.to_json(), encoding="utf-8")
     return path

@@ -100,9 +100,9 @@ def test_structure_statistics_volume_uncertainty_and_agreement():
     fused = fuse(stats, "majority")
     np.testing.assert_array_equal(fused, labels)
     figures = structure_statistics(fused, stats.uncertainty("disagreement"), stats, 1, voxel_volume_mm3=2.0)
-    assert figures["volume_ml"] == pytest.approx(64 * 2.0 / 1000)
+    assert figures.volume_ml == pytest.approx(64 * 2.0 / 1000)
     # disagreement 1/3 on the x = 2 face (one sample of three outvoted), 0 elsewhere inside the cube
-    assert figures["mean_uncertainty"] == pytest.approx(16 / 3 / 64)
-    assert figures["boundary_uncertainty"] == pytest.approx(16 / 3 / 56)
-    assert figures["mean_pairwise_dice"] == pytest.approx((1.0 + 2 * (2 * 48 / 128)) / 3)
+    assert figures.mean_uncertainty == pytest.approx(16 / 3 / 64)
+    assert figures.boundary_uncertainty == pytest.approx(16 / 3 / 56)
+    assert figures.mean_pairwise_dice == pytest.approx((1.0 + 2 * (2 * 48 / 128)) / 3)
     assert mean_pairwise_dice([labels == 1]) == 1.0

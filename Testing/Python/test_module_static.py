@@ -19,8 +19,8 @@ PANEL_FILE = REPO / "Resources" / "UI" / "LDSegSlicer.ui"
 HEAVY_MODULES = {"torch", "monai", "SimpleITK", "numpy", "scipy", "highdicom", "nibabel", "safetensors", "ldseg"}
 # Engine modules that import only the standard library (test_light_engine_modules_stay_light checks it).
 LIGHT_ENGINE_MODULES = {
-    "ldseg.card", "ldseg.choices", "ldseg.errors", "ldseg.schema", "ldseg.settings", "ldseg.store", "ldseg.download",
-    "ldseg.sample_data",
+    "ldseg.card", "ldseg.choices", "ldseg.errors", "ldseg.schema", "ldseg.settings", "ldseg.summary", "ldseg.store",
+    "ldseg.download", "ldseg.sample_data",
 }
 
 
