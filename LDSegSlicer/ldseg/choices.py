@@ -5,7 +5,7 @@ opening the module never imports torch into Slicer's process.
 """
 
 FUSION_METHODS = ("mean", "majority", "staple")  # defined in ldseg/fusion.py
-UNCERTAINTY_MEASURES = ("entropy", "mutual_information", "disagreement", "variance")  # ldseg/uncertainty.py
+UNCERTAINTY_MEASURES = ("entropy", "mutual_information", "disagreement", "variance")  # = ldseg.uncertainty.MEASURES (tested)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 MAX_SAMPLES = 64
 MAX_STEPS = 1000

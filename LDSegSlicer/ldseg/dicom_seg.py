@@ -27,20 +27,15 @@ from .card import Code, Label, ModelCard
 from .dicom_input import DicomSeries
 from .errors import LDSegError
 from .imageio import default_file_mode
-from .uncertainty import uncertainty_range
+from .uncertainty import MEASURES, uncertainty_range
 
 ALGORITHM_TYPES = ("AUTOMATIC", "SEMIAUTOMATIC", "MANUAL")
 MANUFACTURER = "LDSegSlicer"
 SPACING_TOLERANCE_MM = 1e-3
 DIRECTION_TOLERANCE = 1e-4
-# Real-world value mapping of each uncertainty measure (ldseg.uncertainty): LUT label (16
-# characters at most) and explanation (64); the values have no unit (entropies in nats).
-MEASURE_LABELS = {
-    "entropy": ("Entropy", "Predictive entropy of the mean class probability, nats"),
-    "mutual_information": ("MutualInfo", "Mutual information between samples and classes, nats"),
-    "disagreement": ("Disagreement", "Share of diffusion samples outvoting the majority"),
-    "variance": ("Variance", "Largest per-class variance of sample probabilities"),
-}
+# Real-world value mapping of each uncertainty measure: LUT label and explanation (ldseg.uncertainty.MEASURES);
+# the values have no unit (entropies in nats).
+MEASURE_LABELS = {name: (measure.dicom_label, measure.dicom_meaning) for name, measure in MEASURES.items()}
 # Offsets from the source series number, so the derived series sort after their source in a viewer.
 SEG_SERIES_OFFSET, PROBABILITY_SERIES_OFFSET, UNCERTAINTY_SERIES_OFFSET = 1000, 1001, 1002
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
@@ -53,21 +55,23 @@ def class_labels(scores: np.ndarray) -> np.ndarray:
 class SampleStatistics:
     """Accumulates samples one at a time, so N full-resolution probability maps never coexist.
 
-    Only what `measures` need is accumulated: the per-sample entropy (mutual information) and the
-    squared probabilities (variance) cost about a sixth of each sample's time on the CPU.
+    Only what `measures` need is accumulated (MEASURES[name].accumulates): the per-sample entropy
+    (mutual information) and the squared probabilities (variance) cost about a sixth of each sample's
+    time on the CPU.
     """
 
     def __init__(self, num_classes: int, shape: tuple[int, ...], measures: tuple[str, ...] = UNCERTAINTY_MEASURES) -> None:
-        unknown = sorted(set(measures) - set(UNCERTAINTY_MEASURES))
+        unknown = sorted(set(measures) - set(MEASURES))
         if unknown:
-            raise ValueError(f"unknown uncertainty measure(s) {', '.join(unknown)}; choose from {', '.join(UNCERTAINTY_MEASURES)}")
+            raise ValueError(f"unknown uncertainty measure(s) {', '.join(unknown)}; choose from {', '.join(MEASURES)}")
+        needed = {accumulator for name in measures for accumulator in MEASURES[name].accumulates}
         self.num_classes = num_classes
         self.shape = tuple(shape)
         self.measures = tuple(measures)
         self.count = 0
         self.sum_probability = np.zeros((num_classes, *shape), dtype=np.float32)
-        self.sum_squared_probability = np.zeros_like(self.sum_probability) if "variance" in measures else None
-        self.sum_entropy = np.zeros(shape, dtype=np.float32) if "mutual_information" in measures else None
+        self.sum_squared_probability = np.zeros_like(self.sum_probability) if "squared_probability" in needed else None
+        self.sum_entropy = np.zeros(shape, dtype=np.float32) if "entropy" in needed else None
         self.sample_labels: list[np.ndarray] = []
 
     def add(self, probabilities: np.ndarray) -> None:
@@ -94,31 +98,52 @@ class SampleStatistics:
 
     def uncertainty(self, measure: str) -> np.ndarray:
         """The uncertainty map named `measure` (see the table above), float32."""
-        if measure in UNCERTAINTY_MEASURES and measure not in self.measures:
+        if measure not in MEASURES:
+            raise ValueError(f"unknown uncertainty measure {measure!r}; choose one of {', '.join(MEASURES)}")
+        if measure not in self.measures:
             raise ValueError(f"uncertainty measure {measure!r} was not accumulated (this run has {', '.join(self.measures)})")
-        if measure == "entropy":
-            result = entropy(self.mean_probability)
-        elif measure == "mutual_information":
-            result = np.maximum(entropy(self.mean_probability) - self.sum_entropy / self.count, 0.0)
-        elif measure == "disagreement":
-            result = 1.0 - self.vote_counts().max(axis=0) / self.count
-        elif measure == "variance":
-            mean = self.mean_probability
-            result = np.maximum(self.sum_squared_probability / self.count - mean * mean, 0.0).max(axis=0)
-        else:
-            raise ValueError(f"unknown uncertainty measure {measure!r}; choose one of {', '.join(UNCERTAINTY_MEASURES)}")
-        return result.astype(np.float32)
+        return MEASURES[measure].map(self).astype(np.float32)
+
+
+def _mutual_information(stats: SampleStatistics) -> np.ndarray:
+    return np.maximum(entropy(stats.mean_probability) - stats.sum_entropy / stats.count, 0.0)
+
+
+def _variance(stats: SampleStatistics) -> np.ndarray:
+    mean = stats.mean_probability
+    return np.maximum(stats.sum_squared_probability / stats.count - mean * mean, 0.0).max(axis=0)
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One uncertainty measure: what SampleStatistics accumulates for it, its map, its range and its
+    DICOM real-world value mapping (LUT label, 16 characters at most, and explanation, 64)."""
+
+    accumulates: tuple[str, ...]  # beyond the summed probabilities and the sample labels: "entropy", "squared_probability"
+    map: Callable[[SampleStatistics], np.ndarray]
+    upper: Callable[[int], float]  # the range is [0, upper(C)] for C classes
+    dicom_label: str
+    dicom_meaning: str
+
+
+# The table in the docstring above, as code; choices.UNCERTAINTY_MEASURES lists the same names (for Slicer,
+# without numpy), checked by the tests.
+MEASURES: dict[str, Measure] = {
+    "entropy": Measure((), lambda stats: entropy(stats.mean_probability), math.log,
+                       "Entropy", "Predictive entropy of the mean class probability, nats"),
+    "mutual_information": Measure(("entropy",), _mutual_information, math.log,
+                                  "MutualInfo", "Mutual information between samples and classes, nats"),
+    "disagreement": Measure((), lambda stats: 1.0 - stats.vote_counts().max(axis=0) / stats.count,
+                            lambda classes: 1.0 - 1.0 / classes,
+                            "Disagreement", "Share of diffusion samples outvoting the majority"),
+    "variance": Measure(("squared_probability",), _variance, lambda classes: 0.25,
+                        "Variance", "Largest per-class variance of sample probabilities"),
+}
 
 
 def uncertainty_range(measure: str, num_classes: int) -> tuple[float, float]:
     """The theoretical range of each map, for a fixed display window."""
-    upper = {
-        "entropy": math.log(num_classes),
-        "mutual_information": math.log(num_classes),
-        "disagreement": 1.0 - 1.0 / num_classes,
-        "variance": 0.25,
-    }[measure]
-    return 0.0, upper
+    return 0.0, MEASURES[measure].upper(num_classes)
 
 
 def boundary(mask: np.ndarray) -> np.ndarray:

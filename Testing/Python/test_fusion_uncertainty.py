@@ -5,13 +5,16 @@ import math
 import numpy as np
 import pytest
 
+from ldseg import choices
 from ldseg.fusion import fuse
 from ldseg.uncertainty import (
+    MEASURES,
     UNCERTAINTY_MEASURES,
     SampleStatistics,
     class_labels,
     mean_pairwise_dice,
     structure_statistics,
+    uncertainty_range,
 )
 
 
@@ -106,3 +109,37 @@ def test_structure_statistics_volume_uncertainty_and_agreement():
     assert figures.boundary_uncertainty == pytest.approx(16 / 3 / 56)
     assert figures.mean_pairwise_dice == pytest.approx((1.0 + 2 * (2 * 48 / 128)) / 3)
     assert mean_pairwise_dice([labels == 1]) == 1.0
+
+
+def test_the_measure_registry_is_what_the_command_line_and_the_panel_offer():
+    assert tuple(MEASURES) == UNCERTAINTY_MEASURES == choices.UNCERTAINTY_MEASURES
+
+
+@pytest.mark.parametrize("measure", UNCERTAINTY_MEASURES)
+@pytest.mark.parametrize("classes", [2, 3, 5])
+def test_each_measure_stays_in_its_range_and_reaches_its_top(measure, classes):
+    """Soft random samples stay inside [0, upper(C)]; C confident samples, one per class, reach the top
+    (variance only for C = 2: its top 0.25 is a two-way split)."""
+    rng = np.random.default_rng(classes)
+    low, high = uncertainty_range(measure, classes)
+    soft = SampleStatistics(classes, (50,), (measure,))
+    for _ in range(6):
+        soft.add(rng.dirichlet(np.full(classes, 0.3), size=50).T.astype(np.float32))
+    values = soft.uncertainty(measure)
+    assert low == 0.0 and values.min() >= -1e-6 and values.max() <= high + 1e-5
+    spread = SampleStatistics(classes, (1,), (measure,))
+    for value in range(classes):
+        spread.add(one_hot(np.array([value]), classes))
+    top = spread.uncertainty(measure).item()
+    if measure != "variance" or classes == 2:
+        assert top == pytest.approx(high, abs=1e-5)
+    else:
+        assert top == pytest.approx((classes - 1) / classes**2, abs=1e-6)
+
+
+@pytest.mark.parametrize("measure", UNCERTAINTY_MEASURES)
+def test_a_measure_accumulates_only_what_it_declares(measure):
+    stats = SampleStatistics(3, (2, 2), (measure,))
+    accumulated = {name for name, array in (("entropy", stats.sum_entropy),
+                                            ("squared_probability", stats.sum_squared_probability)) if array is not None}
+    assert accumulated == set(MEASURES[measure].accumulates)
