@@ -30,14 +30,15 @@ from safetensors.torch import load_file
 
 from .card import Label, Normalization, knee_labels
 from .errors import LDSegError
-from .evaluation import Prediction
 from .download import sha256_of
 from .imageio import atomic_write_bytes
 from .package import write_weights
+from .overlap import dice
 from .postprocess import keep_largest_components
+from .prediction import Prediction
 from .preprocess import prepare_image, probabilities_to_input_grid
 from .schema import from_plain
-from .training import RunConfig, TrainConfig, Trainer, dice, read_config_file
+from .training import RunConfig, TrainConfig, Trainer, read_config_file
 from .uncertainty import class_labels, entropy
 
 BASELINE_CARD_FILE = "baseline-card.json"
@@ -219,7 +220,7 @@ class BaselineTrainer(Trainer):
 
     def train_step(self, step: int) -> dict[str, float]:
         self.network.train()
-        torch.manual_seed(self.config.seed * 1_000_003 + step)
+        self.seed_step(step)
         x, y = self.next_batch(step)
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
             logits = self.network(x)

@@ -9,7 +9,7 @@ centre a to the nearest voxel centre of B, using the image spacing; all computed
 
 | figure | definition |
 | --- | --- |
-| Dice | 2 |P & T| / (|P| + |T|) (1 when both are empty); `monai.metrics.DiceMetric` |
+| Dice | 2 |P & T| / (|P| + |T|) (1 when both are empty); `ldseg.overlap.dice`, exact in integers, checked against `monai.metrics.DiceMetric` |
 | HD95 (mm) | max(95th percentile of d(a, dT) over a in dP, 95th percentile of d(b, dP) over b in dT), as MONAI's `compute_hausdorff_distance(percentile=95)`; empty when P or T is empty |
 | ASSD (mm) | mean of all d(a, dT), a in dP, and d(b, dP), b in dT, pooled, as MONAI's `compute_average_surface_distance(symmetric=True)` |
 | single-sample Dice | Dice of each posterior sample alone, averaged over the samples |
@@ -31,20 +31,23 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
 import torch
-from monai.metrics import CalibrationErrorMetric, DiceMetric
+from monai.metrics import CalibrationErrorMetric
 from monai.metrics.utils import get_edge_surface_distance
 
+from .baseline import BaselinePredictor, is_baseline_package, load_baseline_package
 from .choices import BAND_THRESHOLD
 from .data import Case, find_cases, read_case
 from .errors import LDSegError
 from .imageio import atomic_write_bytes, ensure_writable_directory
+from .overlap import dice
+from .prediction import Prediction, Predictor
 from .settings import DEFAULT_NOISE_SIGMAS, SegmentSettings
 from .training import min_max_scale
 
@@ -55,26 +58,6 @@ REPORT_JSON, REPORT_MARKDOWN = "evaluation.json", "evaluation.md"
 
 
 # --- the common interface of LDSeg and baseline models ---------------------------------------------
-
-
-@dataclass
-class Prediction:
-    """One model's output for one volume, as numpy arrays on the input grid (z, y, x)."""
-
-    labels: np.ndarray  # fused label map, uint8
-    mean_probability: np.ndarray  # (C, z, y, x) mean class probability over the samples
-    uncertainty: np.ndarray  # float32 per-voxel uncertainty
-    samples: list[np.ndarray]  # label map of every single sample (one for a deterministic model)
-
-
-class Predictor(Protocol):
-    """What the evaluation needs from a model: its card (name, version, labels, num_classes) and predict."""
-
-    card: Any
-    kind: str  # "ldseg" or "baseline"
-    settings: dict[str, Any]  # what the report should say about how it was run
-
-    def predict(self, image: sitk.Image) -> Prediction: ...
 
 
 class LDSegPredictor:
@@ -104,7 +87,6 @@ class LDSegPredictor:
 
 def load_predictor(model: str, device: torch.device, settings: SegmentSettings) -> Predictor:
     """A baseline package folder gives the baseline; anything else is resolved as an LDSeg model."""
-    from .baseline import BaselinePredictor, is_baseline_package, load_baseline_package
     from .package import load_package
     from .store import resolve_model
 
@@ -114,17 +96,6 @@ def load_predictor(model: str, device: torch.device, settings: SegmentSettings) 
 
 
 # --- metrics --------------------------------------------------------------------------------------
-
-
-def _as_batch(mask: np.ndarray) -> torch.Tensor:
-    """(z, y, x) boolean mask -> (1, 1, z, y, x) float tensor, the layout MONAI's metrics take."""
-    return torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None, None]
-
-
-def dice(prediction: np.ndarray, truth: np.ndarray) -> float:
-    """Dice of two boolean masks; 1 when both are empty."""
-    metric = DiceMetric(include_background=True, reduction="none", ignore_empty=False)
-    return float(metric(_as_batch(prediction), _as_batch(truth)))
 
 
 def surface_distances(prediction: np.ndarray, truth: np.ndarray, spacing: tuple[float, ...]) -> tuple[float | None, float | None]:

@@ -46,6 +46,7 @@ from .errors import CancelledError, LDSegError
 from .imageio import atomic_write_bytes, one_line
 from .interrupt import STOP
 from .networks import LDSegNetwork
+from .overlap import dice
 from .package import save_package
 from .posterior import draw_samples, initial_noise
 from .preprocess import AxisOrientation, image_to_model_grid, labels_to_model_grid, normalise_intensity
@@ -353,9 +354,13 @@ class Trainer:
             labels.append(torch.as_tensor(item["labels"]))
         return torch.stack(images).float(), torch.stack(labels).round().long()
 
+    def seed_step(self, step: int) -> None:
+        """Seeds torch's draws (dropout, t, noise) of `step` from (seed, step) alone, so a resumed run repeats them."""
+        torch.manual_seed(self.config.seed * 1_000_003 + step)
+
     def train_step(self, step: int) -> dict[str, float]:
         self.network.train()
-        torch.manual_seed(self.config.seed * 1_000_003 + step)
+        self.seed_step(step)
         x, y = self.next_batch(step)
         t = torch.randint(0, len(self.alphas_cumprod), (x.shape[0],))
         abar_t = self.alphas_cumprod[t].to(self.device)
@@ -551,11 +556,6 @@ def _log_records(log_path: Path) -> list[tuple[str, dict]]:
         if isinstance(record, dict) and isinstance(record.get("step"), int) and isinstance(record.get("seconds"), (int, float)):
             records.append((line, record))
     return records
-
-
-def dice(prediction: torch.Tensor, truth: torch.Tensor) -> float:
-    total = prediction.sum() + truth.sum()
-    return 1.0 if total == 0 else float(2 * (prediction & truth).sum() / total)
 
 
 def hardware_description() -> str:

@@ -28,6 +28,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .choices import UNCERTAINTY_MEASURES
+from .overlap import dice_of_counts
 from .summary import StructureFigures
 
 
@@ -163,8 +164,7 @@ def mean_pairwise_dice(masks: list[np.ndarray]) -> float:
     sizes = [int(mask.sum()) for mask in masks]
     scores = []
     for (a, size_a), (b, size_b) in itertools.combinations(zip(masks, sizes), 2):
-        total = size_a + size_b
-        scores.append(1.0 if total == 0 else 2.0 * np.count_nonzero(a & b) / total)
+        scores.append(dice_of_counts(np.count_nonzero(a & b), size_a, size_b))
     return float(np.mean(scores))
 
 

@@ -17,7 +17,7 @@ import torch
 
 from conftest import REPO
 from ldseg.download import sha256_of
-from ldseg.evaluation import dice
+from ldseg.overlap import dice
 from ldseg.inference import Segmenter
 from ldseg.settings import SegmentSettings
 from ldseg.package import load_package

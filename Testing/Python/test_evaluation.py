@@ -19,7 +19,7 @@ from ldseg.card import ModelCard, knee_labels
 from ldseg.cli import main as cli_main
 from ldseg.data import Case, find_cases
 from ldseg.errors import LDSegError
-from ldseg.evaluation import Prediction
+from ldseg.prediction import Prediction
 from ldseg.networks import LDSegNetwork
 from ldseg.package import save_package
 from ldseg.settings import SegmentSettings
@@ -354,3 +354,17 @@ def test_evaluation_refuses_bad_data(make_data, message, tiny_baseline_model, tm
 def test_evaluation_refuses_negative_noise(tiny_baseline_model, tiny_data, tmp_path):
     with pytest.raises(LDSegError, match="sigmas"):
         evaluate(tiny_baseline_model, tiny_data, tmp_path, noise=[-0.1])
+
+
+def test_the_one_dice_agrees_with_monai_and_takes_numpy_or_torch_masks():
+    from monai.metrics import DiceMetric
+
+    from ldseg.overlap import dice
+
+    rng = np.random.default_rng(3)
+    metric = DiceMetric(include_background=True, reduction="none", ignore_empty=False)
+    for density_a, density_b in ((0.3, 0.6), (0.01, 0.02), (0.0, 0.0), (0.0, 0.5)):
+        a, b = rng.random((12, 10, 8)) < density_a, rng.random((12, 10, 8)) < density_b
+        reference = float(metric(*(torch.from_numpy(m.astype(np.float32))[None, None] for m in (a, b))))
+        assert dice(a, b) == pytest.approx(reference, abs=1e-6)
+        assert dice(torch.from_numpy(a), torch.from_numpy(b)) == dice(a, b)
