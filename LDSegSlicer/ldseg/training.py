@@ -170,6 +170,7 @@ class RunConfig:
     data_dir: str
     output_dir: str
     steps: int
+    data_description: str = ""  # what the cases are, for the card's training.data (default: data_dir's name)
     model_type: str = "ldseg"  # `ldseg train` dispatches on it (see ldseg.baseline.train_from_config)
     train_cases: tuple[str, ...] = ()
     validation_cases: tuple[str, ...] = ()
@@ -482,7 +483,7 @@ class Trainer:
     def training_record(self, seconds: float) -> dict:
         """The model card's `training`: data, cases, steps, optimiser, time and hardware."""
         return {
-            "data": "knee-oai: OAI-derived knee MRI with femur/tibia labels (LDSeg public demo cases)",
+            "data": self.config.data_description or Path(self.config.data_dir).name,
             "cases": [case.name for case in self.train_cases],
             "validation_cases": [case.name for case in self.validation_cases],
             "steps": self.step,

@@ -104,6 +104,7 @@ def test_ldseg_training_exports_a_package_that_loads(tmp_path, data):
     package = load_package(tmp_path / "run" / "model")
     assert package.card.weights_sha256 == card.weights_sha256
     assert package.card.training["cases"] == ["case1", "case2"]
+    assert package.card.training["data"] == data.name  # the config describes no data: its folder's name, no knee
 
 
 def test_baseline_training_exports_a_package_that_segments(tmp_path, data):
@@ -155,6 +156,8 @@ def test_the_baseline_config_matches_the_held_out_ldseg_config():
     assert (config.train_cases, config.validation_cases) == (ldseg.train_cases, ldseg.validation_cases)
     assert config.card().model_grid == ldseg.card().model_grid
     assert config.data_dir == ldseg.data_dir
+    assert config.data_description == ldseg.data_description == TrainConfig.load(
+        synthetic_cases.REPO / "configs" / "knee-bones.yaml").data_description != ""
 
 
 # --- refusals -------------------------------------------------------------------------------------------
