@@ -11,6 +11,7 @@ import json
 from functools import lru_cache
 
 from ldseg.card import Code
+from ldseg.terminology import ANATOMIC_CONTEXT, ANATOMIC_REGION
 
 from .paths import terminology_file
 
@@ -26,11 +27,9 @@ def context_name() -> str:
     return data["SegmentationCategoryTypeContextName"]
 
 
-ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"  # Slicer's default region context
-KNEE = Code("SCT", "72696002", "Knee")
 
 
-def terminology_entry(category: Code, type_: Code, region: Code | None = KNEE) -> str:
+def terminology_entry(category: Code, type_: Code, region: Code | None = ANATOMIC_REGION) -> str:
     """Slicer's serialized terminology entry (the value of vtkSegment.GetTerminologyEntryTagName()).
 
     Layout: context~category~type~type modifier~anatomic context~anatomic region~region modifier;

@@ -17,12 +17,9 @@ from .errors import LDSegError
 from .imageio import itk_message, staged_outputs
 from .inference import SegmentationResult
 from .summary import SUMMARY_FORMAT_VERSION, ModelIdentity, RunSummary
+from .terminology import ANATOMIC_CONTEXT, ANATOMIC_REGION, TERMINOLOGY_CONTEXT
 from .uncertainty import uncertainty_range
 
-# Must match SegmentationCategoryTypeContextName in Resources/Terminology/ldseg-knee.term.json.
-TERMINOLOGY_CONTEXT = "LDSeg knee bones"
-ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
-KNEE = ("SCT", "72696002", "Knee")
 
 
 def ijk_to_lps(image: sitk.Image) -> np.ndarray:
@@ -47,7 +44,7 @@ def segment_fields(label: Label, card: ModelCard) -> dict:
             "category": [label.category.scheme, label.category.code, label.category.meaning],
             "type": [label.type.scheme, label.type.code, label.type.meaning],
             "anatomicContextName": ANATOMIC_CONTEXT,
-            "anatomicRegion": list(KNEE),
+            "anatomicRegion": [ANATOMIC_REGION.scheme, ANATOMIC_REGION.code, ANATOMIC_REGION.meaning],
         },
         "tags": {
             "DICOM.SegmentAlgorithmType": "AUTOMATIC",

@@ -19,8 +19,8 @@ PANEL_FILE = REPO / "Resources" / "UI" / "LDSegSlicer.ui"
 HEAVY_MODULES = {"torch", "monai", "SimpleITK", "numpy", "scipy", "highdicom", "nibabel", "safetensors", "ldseg"}
 # Engine modules that import only the standard library (test_light_engine_modules_stay_light checks it).
 LIGHT_ENGINE_MODULES = {
-    "ldseg.card", "ldseg.choices", "ldseg.errors", "ldseg.schema", "ldseg.settings", "ldseg.summary", "ldseg.store",
-    "ldseg.download", "ldseg.sample_data",
+    "ldseg.card", "ldseg.choices", "ldseg.errors", "ldseg.schema", "ldseg.settings", "ldseg.summary", "ldseg.terminology",
+    "ldseg.store", "ldseg.download", "ldseg.sample_data",
 }
 
 
@@ -209,3 +209,12 @@ def test_panel_object_names_are_unique(panel):
     """slicer.util.childWidgetVariables maps names to widgets; a duplicate would hide one of them."""
     names = [element.get("name") for element in panel.iter() if element.tag in ("widget", "layout", "spacer")]
     assert len(names) == len(set(names))
+
+
+def test_the_engine_writes_the_terminology_context_the_shipped_file_declares():
+    import json
+
+    from ldseg.terminology import TERMINOLOGY_CONTEXT
+
+    shipped = json.loads((REPO / "Resources" / "Terminology" / "ldseg-knee.term.json").read_text(encoding="utf-8"))
+    assert shipped["SegmentationCategoryTypeContextName"] == TERMINOLOGY_CONTEXT
