@@ -28,7 +28,7 @@ from monai.networks.nets import UNet
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from .card import Label, Normalization, knee_labels
+from .card import Label, Normalization
 from .errors import LDSegError
 from .download import sha256_of
 from .imageio import atomic_write_bytes
@@ -187,6 +187,7 @@ class BaselineSpec:
     version: str = "0.1.0"
     description: str = "Deterministic MONAI 3D UNet baseline for femur and tibia bones on knee MRI (comparison only)."
     model_grid: tuple[int, int, int] = (48, 48, 96)
+    labels: tuple[Label, ...] = ()  # the structures, with names, colors and codes: the config lists them
     architecture: BaselineArchitecture = field(default_factory=BaselineArchitecture)
     normalization: Normalization = field(default_factory=Normalization)
 
@@ -201,7 +202,7 @@ class BaselineTrainConfig(RunConfig):
     def card(self) -> BaselineCard:
         spec = self.model
         card = BaselineCard(
-            name=spec.name, version=spec.version, description=spec.description, labels=knee_labels(),
+            name=spec.name, version=spec.version, description=spec.description, labels=spec.labels,
             model_grid=spec.model_grid, architecture=spec.architecture, normalization=spec.normalization,
         )
         card.validate("of this training config")

@@ -275,11 +275,3 @@ def text_problem(text: str, forbidden: str = "") -> str | None:
             return f"contains the character {character!r}, which is not allowed there"
     return None
 
-
-def knee_labels() -> tuple[Label, ...]:
-    """Femur and tibia with SNOMED CT codes (category "Anatomical Structure", as in Slicer)."""
-    anatomical = Code("SCT", "123037004", "Anatomical Structure")
-    return (
-        Label(1, "Femur", (0.93, 0.82, 0.62), anatomical, Code("SCT", "71341001", "Bone structure of femur")),
-        Label(2, "Tibia", (0.45, 0.67, 0.86), anatomical, Code("SCT", "12611008", "Bone structure of tibia")),
-    )

@@ -40,7 +40,7 @@ from monai.transforms import (
     RandScaleIntensityd,
 )
 
-from .card import Architecture, Diffusion, ModelCard, Normalization, knee_labels
+from .card import Architecture, Diffusion, Label, ModelCard, Normalization
 from .data import Case, find_cases, read_case
 from .errors import CancelledError, LDSegError
 from .imageio import atomic_write_bytes, one_line
@@ -59,11 +59,12 @@ LOG_FILE = "train-log.jsonl"
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """The model-card fields that a training run chooses (labels are the knee bones)."""
+    """The model-card fields that a training run chooses."""
 
     name: str = "knee-bones"
     version: str = "0.1.0"
     description: str = "LDSeg latent-diffusion segmentation of femur and tibia bones on knee MRI."
+    labels: tuple[Label, ...] = ()  # the structures, with names, colors and codes: the config lists them
     model_grid: tuple[int, int, int] = (48, 48, 96)
     architecture: Architecture = field(default_factory=Architecture)
     diffusion: Diffusion = field(default_factory=Diffusion)
@@ -200,8 +201,10 @@ class TrainConfig(RunConfig):
 
     def card(self) -> ModelCard:
         spec = self.model
+        if not spec.labels:
+            raise LDSegError("The training config lists no structure: add model.labels (value, name, color, codes).")
         return ModelCard(
-            name=spec.name, version=spec.version, description=spec.description, labels=knee_labels(),
+            name=spec.name, version=spec.version, description=spec.description, labels=spec.labels,
             model_grid=spec.model_grid, architecture=spec.architecture, diffusion=spec.diffusion,
             normalization=spec.normalization,
         )

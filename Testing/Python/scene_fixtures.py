@@ -18,8 +18,8 @@ MODULE_DIRECTORY = Path(__file__).resolve().parents[2] / "LDSegSlicer"
 if str(MODULE_DIRECTORY) not in sys.path:
     sys.path.insert(0, str(MODULE_DIRECTORY))
 
-from ldseg.card import knee_labels  # noqa: E402
 from ldseg.settings import SegmentSettings  # noqa: E402
+from synthetic_cases import knee_labels  # noqa: E402
 from ldseg.summary import SUMMARY_FORMAT_VERSION, ModelIdentity, RunSummary, StructureFigures  # noqa: E402
 
 # Oblique, anisotropic voxel grid (i, j, k) -> LPS, so geometry mistakes show.

@@ -6,13 +6,14 @@ noisy background; cases differ by a shift, so there is something to learn and to
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 import yaml
 
-from ldseg.card import Architecture
+from ldseg.card import Architecture, Label, ModelCard
 
 REPO = Path(__file__).resolve().parents[2]
 SHAPE_ZYX = (20, 20, 36)
@@ -63,6 +64,15 @@ def write_cases(data_dir: Path, count: int = 3) -> Path:
     return data_dir
 
 
+def knee_labels() -> tuple[Label, ...]:
+    """Femur and tibia with their SNOMED CT codes, as the bundled model's card lists them."""
+    return ModelCard.load(REPO / "Resources" / "Models" / "knee-bones" / "model-card.json").labels
+
+
+def plain_labels() -> list[dict]:
+    return [dataclasses.asdict(label) for label in knee_labels()]
+
+
 def tiny_config(data_dir: Path, output_dir: Path, steps: int, **overrides) -> dict:
     """A plain-data LDSeg training config with the tiny architecture (what a YAML file would hold)."""
     config = {
@@ -70,7 +80,8 @@ def tiny_config(data_dir: Path, output_dir: Path, steps: int, **overrides) -> di
         "train_cases": ["case1", "case2"], "validation_cases": ["case3"],
         "batch_size": 2, "learning_rate": 0.003, "seed": 0, "checkpoint_every": 2, "validate_every": 1000,
         "validation_samples": 2, "threads": 1,
-        "model": {"name": "tiny", "version": "0.0.1", "model_grid": TINY_GRID, "architecture": TINY_ARCHITECTURE},
+        "model": {"name": "tiny", "version": "0.0.1", "model_grid": TINY_GRID, "architecture": TINY_ARCHITECTURE,
+                  "labels": plain_labels()},
         "augmentation": dict(NO_AUGMENTATION),
     }
     config.update(overrides)
@@ -83,7 +94,7 @@ def tiny_baseline_config(data_dir: Path, output_dir: Path, steps: int, **overrid
         "train_cases": ["case1", "case2"], "validation_cases": ["case3"],
         "batch_size": 2, "learning_rate": 0.01, "seed": 0, "checkpoint_every": 2, "validate_every": 1000, "threads": 1,
         "model": {"name": "tiny-baseline", "version": "0.0.1", "model_grid": TINY_GRID,
-                  "architecture": TINY_BASELINE_ARCHITECTURE},
+                  "architecture": TINY_BASELINE_ARCHITECTURE, "labels": plain_labels()},
         "augmentation": dict(NO_AUGMENTATION),
     }
     config.update(overrides)

@@ -19,7 +19,8 @@ import pytest
 import SimpleITK as sitk
 
 import dicom_factory
-from ldseg.card import ModelCard, knee_labels
+from synthetic_cases import knee_labels
+from ldseg.card import ModelCard
 from ldseg.dicom_input import DicomSeries, read_dicom_series
 from ldseg.dicom_seg import (
     MEASURE_LABELS,

@@ -13,9 +13,10 @@ import torch
 from scipy import ndimage
 
 import synthetic_cases
+from synthetic_cases import knee_labels
 from ldseg import evaluation
 from ldseg.baseline import BaselineCard, BaselineArchitecture, build_network, save_baseline_package
-from ldseg.card import ModelCard, knee_labels
+from ldseg.card import ModelCard
 from ldseg.cli import main as cli_main
 from ldseg.data import Case, find_cases
 from ldseg.errors import LDSegError

@@ -4,9 +4,10 @@ import dataclasses
 
 import pytest
 
-from ldseg.card import Diffusion, ModelCard, knee_labels
+from ldseg.card import Diffusion, ModelCard
 from ldseg.errors import LDSegError
 from ldseg.settings import RunSettings, SegmentSettings
+from synthetic_cases import knee_labels
 
 CARD = ModelCard(name="card-defaults", version="1.0.0", description="test", labels=knee_labels(),
                  model_grid=(32, 32, 32), diffusion=Diffusion(default_samples=5, default_steps=3))

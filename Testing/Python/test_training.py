@@ -245,3 +245,14 @@ def test_neither_trainer_resumes_the_other_s_checkpoint(tmp_path, data):
     ldseg_trainer(tmp_path, data, steps=2, name="shared2").run()
     with pytest.raises(LDSegError, match="another model"):
         baseline_trainer(tmp_path, data, steps=4, name="shared2").run()
+
+
+def test_the_structures_come_from_the_config_and_a_config_without_them_is_refused(tmp_path, data):
+    for name in ("knee-bones.yaml", "knee-bones-knee4-held-out.yaml"):
+        assert TrainConfig.load(synthetic_cases.REPO / "configs" / name).card().labels == synthetic_cases.knee_labels()
+    assert BaselineTrainConfig.load(synthetic_cases.REPO / "configs" / "baseline-knee.yaml").card().labels == \
+        synthetic_cases.knee_labels()
+    config = synthetic_cases.tiny_config(data, tmp_path / "run", 1)
+    del config["model"]["labels"]
+    with pytest.raises(LDSegError, match="lists no structure"):
+        TrainConfig.load(synthetic_cases.write_config(tmp_path / "no-labels.yaml", config)).card()
