@@ -219,6 +219,9 @@ class BaselineTrainer(Trainer):
     def make_network(self) -> UNet:  # type: ignore[override]
         return build_network(self.card)
 
+    def prepare_training_state(self) -> None:
+        """No EMA copy and no noise schedule: the UNet is trained as it is."""
+
     def train_step(self, step: int) -> dict[str, float]:
         self.network.train()
         self.seed_step(step)

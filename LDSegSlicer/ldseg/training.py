@@ -313,6 +313,7 @@ class Trainer:
         self.autocast_dtype = torch.bfloat16 if self.device.type == "cuda" else None
         torch.backends.cudnn.benchmark = self.device.type == "cuda"
         self.network = self.make_network().to(self.device)
+        self.prepare_training_state()
         self.optimizer = torch.optim.Adam(self.network.parameters(), lr=config.learning_rate)
         self.segmentation_loss = DiceCELoss(
             to_onehot_y=True, softmax=True, lambda_dice=config.dice_loss_weight, lambda_ce=1.0
@@ -332,11 +333,13 @@ class Trainer:
         ]
 
     def make_network(self) -> torch.nn.Module:
-        """The four networks, the EMA copy of the denoiser and the noise schedule (subclasses: their network)."""
-        network = LDSegNetwork(self.card).to(self.device)
-        self.ema_denoiser = copy.deepcopy(network.denoiser).requires_grad_(False)
+        """The four networks (subclasses: their network)."""
+        return LDSegNetwork(self.card)
+
+    def prepare_training_state(self) -> None:
+        """What LDSeg trains beside the networks: the EMA copy of the denoiser and the noise schedule."""
+        self.ema_denoiser = copy.deepcopy(self.network.denoiser).requires_grad_(False)
         self.alphas_cumprod = cosine_alphas_cumprod(self.card.diffusion.train_timesteps)
-        return network
 
     # --- one step ---------------------------------------------------------------------------------
 
