@@ -29,14 +29,16 @@ import numpy as np
 
 
 def prepare(data_dir: str, out_dir: str) -> None:
-    from ldseg.card import knee_labels
+    from ldseg.card import CARD_FILE, ModelCard
     from ldseg.data import find_cases
+    from ldseg.store import resolve_model
     from ldseg.training import read_canonical_case
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    classes = ModelCard.load(resolve_model() / CARD_FILE).num_classes  # the bundled model's structures
     for case in find_cases(data_dir):
-        image, labels = read_canonical_case(case, len(knee_labels()) + 1)
+        image, labels = read_canonical_case(case, classes)
         np.savez_compressed(out / f"{case.name}.npz", image=image, labels=labels)
         print(f"{case.name}: {image.shape} {image.dtype}")
 
