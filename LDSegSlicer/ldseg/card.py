@@ -274,4 +274,3 @@ def text_problem(text: str, forbidden: str = "") -> str | None:
         if unicodedata.category(character) in ("Cc", "Cf", "Zl", "Zp", "Co", "Cs", "Cn") or character in forbidden:
             return f"contains the character {character!r}, which is not allowed there"
     return None
-
