@@ -23,7 +23,7 @@ from pathlib import Path
 from . import __version__
 from .errors import CancelledError, LDSegError
 from .interrupt import STOP
-from .settings import DEFAULT_NOISE_SIGMAS, SegmentSettings
+from .settings import DEFAULT_NOISE_SIGMAS, SegmentSettings, SettingError
 
 EXIT_ERROR, EXIT_CANCELLED = 1, 130
 
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             from .evaluation import run_evaluation
 
             run_evaluation(args.model, args.data_dir, args.output, tuple(args.cases),
-                           SegmentSettings(samples=args.samples, steps=args.steps), tuple(args.noise), args.device,
+                           _checked(SegmentSettings(samples=args.samples, steps=args.steps)), tuple(args.noise), args.device,
                            args.band_threshold)
         elif args.command == "models":
             return run_models(args)
@@ -234,11 +234,21 @@ def _segment(args: argparse.Namespace, output: Path) -> int:
 
 
 def segment_settings(args: argparse.Namespace) -> SegmentSettings:
-    """The settings that `ldseg segment`'s options say; unset --samples/--steps stay unset (the card's)."""
-    return SegmentSettings(
+    """The settings that `ldseg segment`'s options say, checked (the message names the option); unset
+    --samples/--steps stay unset (the card's)."""
+    settings = SegmentSettings(
         samples=args.samples, steps=args.steps, fusion=args.fusion, uncertainty=args.uncertainty, seed=args.seed,
         chunk_size=args.chunk_size, keep_samples=args.save_samples, largest_component=not args.all_components,
     )
+    return _checked(settings)
+
+
+def _checked(settings: SegmentSettings) -> SegmentSettings:
+    try:
+        settings.validate()
+    except SettingError as error:
+        raise LDSegError(f"--{error.field.replace('_', '-')}: {error}") from None
+    return settings
 
 
 def _dicom_writers(args, result, series, name: str) -> dict:

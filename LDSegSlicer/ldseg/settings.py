@@ -20,6 +20,14 @@ if TYPE_CHECKING:
 DEFAULT_NOISE_SIGMAS = (0.05, 0.10, 0.20)  # `ldseg evaluate`: Gaussian noise added to the [0, 1]-scaled image
 
 
+class SettingError(LDSegError):
+    """A setting outside its range or choices; `field` names it, so a front end can name its own control."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 @dataclass(frozen=True)
 class SegmentSettings:
     """How one volume is segmented (the engine's part of a run)."""
@@ -44,22 +52,22 @@ class SegmentSettings:
         return resolved
 
     def validate(self) -> None:
+        """Raises SettingError (an LDSegError naming the field) for a value outside its range or choices."""
         if self.samples is not None and not 1 <= self.samples <= MAX_SAMPLES:
-            raise LDSegError(
-                f"The number of samples must be between 1 and {MAX_SAMPLES} (got {self.samples}); 8 is a good default."
-            )
+            raise SettingError("samples", f"The number of samples must be between 1 and {MAX_SAMPLES} (got {self.samples}); "
+                               "8 is a good default.")
         if self.steps is not None and not 1 <= self.steps <= MAX_STEPS:
-            raise LDSegError(f"The number of DDIM steps must be between 1 and {MAX_STEPS} (got {self.steps}); LDSeg needs only 2.")
+            raise SettingError("steps", f"The number of DDIM steps must be between 1 and {MAX_STEPS} (got {self.steps}); "
+                               "LDSeg needs only 2.")
         if self.fusion not in FUSION_METHODS:
-            raise LDSegError(f"Unknown fusion {self.fusion!r}; choose one of {', '.join(FUSION_METHODS)}.")
+            raise SettingError("fusion", f"Unknown fusion {self.fusion!r}; choose one of {', '.join(FUSION_METHODS)}.")
         if self.uncertainty not in UNCERTAINTY_MEASURES:
-            raise LDSegError(
-                f"Unknown uncertainty measure {self.uncertainty!r}; choose one of {', '.join(UNCERTAINTY_MEASURES)}."
-            )
+            raise SettingError("uncertainty", f"Unknown uncertainty measure {self.uncertainty!r}; "
+                               f"choose one of {', '.join(UNCERTAINTY_MEASURES)}.")
         if self.seed is not None and not 0 <= self.seed < 2**63:
-            raise LDSegError(f"The seed must be between 0 and 2^63 - 1 (got {self.seed}).")
+            raise SettingError("seed", f"The seed must be between 0 and 2^63 - 1 (got {self.seed}).")
         if self.chunk_size < 1:
-            raise LDSegError(f"The chunk size must be at least 1 (got {self.chunk_size}).")
+            raise SettingError("chunk_size", f"The chunk size must be at least 1 (got {self.chunk_size}).")
 
     def cli_options(self) -> dict[str, object]:
         """The `ldseg segment` options that say these settings: flag -> value (True: bare flag; None, False: left out)."""

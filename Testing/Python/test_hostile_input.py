@@ -23,6 +23,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+import synthetic_cases
 from conftest import REPO
 from ldseg import cli, store
 from ldseg.card import CARD_FILE, ModelCard
@@ -731,7 +732,8 @@ def training_config(root: Path, **changes) -> Path:
     config = {
         "data_dir": "data", "output_dir": "run", "steps": 2, "train_cases": ["a", "b"], "validation_cases": [],
         "batch_size": 1, "checkpoint_every": 1, "validate_every": 1000, "threads": 1,
-        "model": {"name": "tiny", "model_grid": [16, 16, 16], "architecture": TINY},
+        "model": {"name": "tiny", "model_grid": [16, 16, 16], "architecture": TINY,
+                  "labels": synthetic_cases.plain_labels()},
     }
     for key, value in changes.items():
         *parents, leaf = key.split(".")
