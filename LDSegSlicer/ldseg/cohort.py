@@ -184,7 +184,7 @@ class CaseRunner:
         result = self.segmenter.segment(image, self.settings, None, should_cancel, name=case.path.name)
         figures = {"uncertain_volume_ml": uncertain_volume_ml(result)}
         with case_folder(self.output, case.case_id) as staging:
-            files = write_outputs(result, image, staging, name, {"input": str(case.path), "cohort": figures})
+            files = write_outputs(result, image, staging, name, str(case.path), cohort=figures)
             return json.loads((staging / files["summary"]).read_text(encoding="utf-8"))
 
 
@@ -262,7 +262,7 @@ def finished_row(case: Case, output: Path, weights_sha256: str, settings) -> dic
             summary["model"]["weights_sha256"] == weights_sha256
             and summary["settings"] == asdict(settings)
             and summary["input"] == str(case.path)
-            and "cohort" in summary
+            and bool(summary.get("cohort"))
             and all((folder / file).is_file() for file in summary["files"].values())
         )
     except (OSError, ValueError, KeyError, TypeError):
@@ -303,8 +303,8 @@ def run_cohort(args) -> int:
     """
     from .cohort_report import write_report
     from .imageio import ensure_writable_directory
-    from .inference import SegmentSettings
     from .interrupt import STOP
+    from .settings import SegmentSettings
     from .package import load_package
     from .store import resolve_model
 
@@ -315,12 +315,9 @@ def run_cohort(args) -> int:
     model_directory = resolve_model(args.model)
     card = load_package(model_directory).card  # a corrupt model fails here, once, not in every worker
     settings = SegmentSettings(
-        samples=args.samples if args.samples is not None else card.diffusion.default_samples,
-        steps=args.steps if args.steps is not None else card.diffusion.default_steps,
-        fusion=args.fusion, uncertainty=args.uncertainty, seed=args.seed, chunk_size=args.chunk_size,
-        keep_samples=args.save_samples, largest_component=not args.all_components,
-    )
-    settings.validate()
+        samples=args.samples, steps=args.steps, fusion=args.fusion, uncertainty=args.uncertainty, seed=args.seed,
+        chunk_size=args.chunk_size, keep_samples=args.save_samples, largest_component=not args.all_components,
+    ).for_card(card)
     rows: dict[str, dict] = {}
     todo = []
     for case in cases:

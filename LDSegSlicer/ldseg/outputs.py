@@ -90,6 +90,7 @@ def write_outputs(
     name: str,
     input_description: str = "",
     extra_files: dict[str, tuple[str, ExtraWriter]] | None = None,
+    cohort: dict[str, float] | None = None,
 ) -> dict[str, str]:
     """Writes every result file for `name` into `directory`, all or nothing; returns {kind: file name}.
 
@@ -110,7 +111,7 @@ def write_outputs(
             for kind, (file_name, writer) in (extra_files or {}).items():
                 writer(staging / file_name)
                 files[kind] = file_name
-            text = run_summary(result, files, input_description).to_json()
+            text = run_summary(result, files, input_description, cohort).to_json()
             (staging / files["summary"]).write_text(text, encoding="utf-8")
     except OSError as error:  # disk full, quota, permissions (ITK reports these as RuntimeError, below)
         raise LDSegError(f"Cannot write the results into {directory} ({error.strerror or error}); "
@@ -123,7 +124,9 @@ def write_outputs(
     return files
 
 
-def run_summary(result: SegmentationResult, files: dict[str, str], input_description: str = "") -> RunSummary:
+def run_summary(
+    result: SegmentationResult, files: dict[str, str], input_description: str = "", cohort: dict[str, float] | None = None
+) -> RunSummary:
     """The result contract (ldseg/summary.py) of one run."""
     card = result.card
     return RunSummary(
@@ -137,6 +140,7 @@ def run_summary(result: SegmentationResult, files: dict[str, str], input_descrip
         labels=card.labels,
         timings_seconds={stage: round(seconds, 3) for stage, seconds in result.timings.items()},
         input=input_description,
+        cohort=dict(cohort or {}),
     )
 
 

