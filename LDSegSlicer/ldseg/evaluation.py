@@ -184,12 +184,13 @@ def nearest_structure(labels: np.ndarray, values: list[int], spacing: tuple[floa
     """For every voxel, the label value of the structure whose fused mask is nearest in mm (0 if all are empty)."""
     distances = []
     for value in values:
-        mask = sitk.GetImageFromArray((labels == value).astype(np.uint8))
-        mask.SetSpacing(tuple(float(size) for size in spacing[::-1]))
-        if not (labels == value).any():
+        mask = labels == value
+        if not mask.any():
             distances.append(np.full(labels.shape, np.inf, dtype=np.float32))
             continue
-        distance = sitk.SignedMaurerDistanceMap(mask, insideIsPositive=False, squaredDistance=False, useImageSpacing=True)
+        image = sitk.GetImageFromArray(mask.astype(np.uint8))
+        image.SetSpacing(tuple(float(size) for size in spacing[::-1]))
+        distance = sitk.SignedMaurerDistanceMap(image, insideIsPositive=False, squaredDistance=False, useImageSpacing=True)
         distances.append(sitk.GetArrayFromImage(distance))
     stacked = np.stack(distances)
     nearest = np.asarray(values)[np.argmin(stacked, axis=0)]

@@ -44,6 +44,7 @@ from .card import Architecture, Diffusion, Label, ModelCard, Normalization
 from .data import Case, find_cases, read_case
 from .errors import CancelledError, LDSegError
 from .imageio import atomic_write_bytes, one_line
+from .inference import select_device
 from .interrupt import STOP
 from .networks import LDSegNetwork
 from .overlap import dice
@@ -306,8 +307,6 @@ class Trainer:
         if config.threads:
             torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
-        from .inference import select_device
-
         self.device = select_device(config.device)
         # Mixed precision on CUDA only (bfloat16: no loss scaling needed); CPU autocast is slower for 3D convolutions.
         self.autocast_dtype = torch.bfloat16 if self.device.type == "cuda" else None
